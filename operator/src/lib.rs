@@ -1,0 +1,17 @@
+//! memgraph-operator: runs Memgraph as one write instance (replication MAIN) and N read
+//! replicas on Kubernetes.
+//!
+//! The library holds all logic; the binary wires it up. Structure (DESIGN.md §3): observe the
+//! cluster through the [`kube_api::Kube`] trait, plan with pure functions, act through the same
+//! traits, so the simulation runs exactly this code.
+
+pub mod api;
+pub mod builders;
+pub mod crd;
+pub mod kube_api;
+pub mod names;
+pub mod quantity;
+pub mod render;
+pub mod schedule;
+pub mod validate;
+pub mod version;

@@ -1,0 +1,109 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Coarse state of a cluster.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// Objects are being created, or the write instance has not been verified as MAIN yet.
+    #[default]
+    Pending,
+    /// The MAIN is verified and every wanted replica is registered and in sync.
+    Running,
+    /// The MAIN is verified but some replica is missing, unhealthy or lagging.
+    Degraded,
+    /// The operator cannot make progress without help: an invalid spec, diverged data or a MAIN
+    /// that came back empty. The conditions say what to do.
+    Failed,
+}
+
+/// Observed state of a `MemgraphCluster`, written only by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MemgraphClusterStatus {
+    /// Pending, Running, Degraded or Failed.
+    #[serde(default)]
+    pub phase: Phase,
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// True when the write instance is reachable and verified as replication MAIN.
+    #[serde(default)]
+    pub write_ready: bool,
+    /// Name of the pod verified as MAIN and labelled `memgraph.io/role=main`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_pod: Option<String>,
+    /// Read replicas registered on the MAIN and `ready` (in sync).
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// Read replicas registered on the MAIN, in any state.
+    #[serde(default)]
+    pub registered_replicas: i32,
+    /// Label selector of the read pods, for the scale subresource (HorizontalPodAutoscaler).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_selector: Option<String>,
+    /// Time of the last snapshot the operator created on the MAIN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_snapshot_time: Option<Time>,
+    /// Time of the last snapshot uploaded to S3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_s3_backup_time: Option<Time>,
+    /// Results of the live checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationStatus>,
+    /// Standard conditions: WriteReady, ReplicasReady, ReplicationHealthy, InvalidSpec,
+    /// DataDivergence and the validation conditions (WriteConnectivity, ReadConnectivity,
+    /// ReplicationLagAcceptable).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Results of the live checks of `spec.validation`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidationStatus {
+    /// When every instance was last asked `RETURN 1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_connectivity_test: Option<Time>,
+    /// When the last write-then-read replication test ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_replication_test: Option<Time>,
+    /// When replication lag was last measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_lag_measurement: Option<Time>,
+    /// Highest replication lag measured in the last measurement, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_lag_ms: Option<i64>,
+    /// True when every replica passed its last checks.
+    #[serde(default)]
+    pub all_replicas_healthy: bool,
+    /// Per-replica results, by Kubernetes name (`read-0`, `read-1`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<ReplicaValidation>,
+}
+
+/// Check results of one read replica.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaValidation {
+    /// Replica name as in Kubernetes (`read-0`); registered in Memgraph as `read_0`.
+    pub name: String,
+    /// True when the replica is registered, in sync and passed its last checks.
+    #[serde(default)]
+    pub healthy: bool,
+    /// Replica state as the MAIN reports it: ready, replicating, recovery, invalid or diverged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// Last measured replication lag in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_ms: Option<i64>,
+    /// When this replica was last checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_test_time: Option<Time>,
+    /// Since when the replica has been continuously unhealthy; drives repair grace periods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unhealthy_since: Option<Time>,
+    /// Why the replica is unhealthy, in words a person can act on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

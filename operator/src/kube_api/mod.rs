@@ -1,0 +1,1 @@
+//! The `Kube` trait: the operator's only way to the Kubernetes API.
