@@ -14,9 +14,17 @@ pub const OFFLINE_UID: &str = "00000000-0000-0000-0000-000000000000";
 /// Why a cluster could not be rendered.
 #[derive(Debug, Error)]
 pub enum RenderError {
-    /// The input is not a `MemgraphCluster` document.
-    #[error("the input is not a valid MemgraphCluster: {0}")]
-    Parse(#[from] serde_yaml::Error),
+    /// The input is not YAML.
+    #[error("the input is not YAML: {0}")]
+    Yaml(#[from] serde_yaml::Error),
+    /// A field has the wrong type or value.
+    #[error("the input is not a valid MemgraphCluster: {path}: {message}")]
+    Field {
+        /// Path of the field, such as `spec.read.replicas`.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// The input is some other kind.
     #[error("the input is a {kind} of {api_version}, not a MemgraphCluster of memgraph.io/v1alpha1")]
     WrongKind {
@@ -47,7 +55,8 @@ pub fn parse_cluster(yaml: &str, default_namespace: &str) -> Result<MemgraphClus
     if let Some(map) = value.as_mapping_mut() {
         map.entry("spec".into()).or_insert_with(|| serde_yaml::Value::Mapping(Default::default()));
     }
-    let mut cluster: MemgraphCluster = serde_yaml::from_value(value)?;
+    let mut cluster: MemgraphCluster = serde_path_to_error::deserialize(value)
+        .map_err(|e| RenderError::Field { path: e.path().to_string(), message: e.into_inner().to_string() })?;
     cluster.metadata.namespace.get_or_insert_with(|| default_namespace.to_owned());
     cluster.metadata.uid.get_or_insert_with(|| OFFLINE_UID.to_owned());
     Ok(cluster)
