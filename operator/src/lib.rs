@@ -7,10 +7,13 @@
 
 pub mod api;
 pub mod builders;
+pub mod clock;
 pub mod crd;
 pub mod kube_api;
+pub mod memgraph;
 pub mod names;
 pub mod quantity;
+pub mod reconcile;
 pub mod render;
 pub mod schedule;
 pub mod validate;

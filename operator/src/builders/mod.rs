@@ -53,6 +53,11 @@ impl<'a> BuildContext<'a> {
         Ok(Self { spec: &cluster.spec, names: ClusterNames::new(name, namespace), owner })
     }
 
+    /// Context from its parts, for callers that already hold the names and owner reference.
+    pub fn from_parts(spec: &'a MemgraphClusterSpec, names: ClusterNames, owner: OwnerReference) -> Self {
+        Self { spec, names, owner }
+    }
+
     /// Metadata of an owned object: name, namespace, labels and the owner reference.
     pub(crate) fn metadata(&self, name: String, labels: std::collections::BTreeMap<String, String>) -> ObjectMeta {
         ObjectMeta {

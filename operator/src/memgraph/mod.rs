@@ -1,0 +1,169 @@
+//! Talking to Memgraph: the `Bolt` trait (one auto-commit query against one instance) and typed
+//! calls on top of it (DESIGN §3). Replication and snapshot queries fail inside explicit
+//! transactions, so nothing here ever opens one.
+
+mod queries;
+mod replicas;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+pub use queries::*;
+pub use replicas::{ReplicaData, ReplicaRow, ReplicaStatus, parse_show_replicas};
+
+/// A value in a query result or parameter (the PackStream types the operator uses).
+#[derive(Debug, Clone, PartialEq)]
+pub enum BoltValue {
+    /// `null`.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    String(String),
+    /// A list.
+    List(Vec<BoltValue>),
+    /// A map.
+    Map(BTreeMap<String, BoltValue>),
+    /// A node: labels and properties.
+    Node {
+        /// Node labels.
+        labels: Vec<String>,
+        /// Node properties.
+        properties: BTreeMap<String, BoltValue>,
+    },
+    /// Any other structure (relationship, path, temporal); the operator never needs its contents.
+    Other(String),
+}
+
+impl BoltValue {
+    /// The string, if this is one.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            BoltValue::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The integer, if this is one.
+    pub fn as_int(&self) -> Option<i64> {
+        match self {
+            BoltValue::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
+    /// The map, if this is one.
+    pub fn as_map(&self) -> Option<&BTreeMap<String, BoltValue>> {
+        match self {
+            BoltValue::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
+impl From<&str> for BoltValue {
+    fn from(s: &str) -> Self {
+        BoltValue::String(s.to_owned())
+    }
+}
+
+impl From<String> for BoltValue {
+    fn from(s: String) -> Self {
+        BoltValue::String(s)
+    }
+}
+
+impl From<i64> for BoltValue {
+    fn from(i: i64) -> Self {
+        BoltValue::Int(i)
+    }
+}
+
+/// Rows of a query result, with their column names.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryResult {
+    /// Column names, in order.
+    pub columns: Vec<String>,
+    /// Rows; each has one value per column.
+    pub rows: Vec<Vec<BoltValue>>,
+}
+
+impl QueryResult {
+    /// The value of `column` in row `row`.
+    pub fn get(&self, row: usize, column: &str) -> Option<&BoltValue> {
+        let index = self.columns.iter().position(|c| c == column)?;
+        self.rows.get(row)?.get(index)
+    }
+}
+
+/// Why a query did not produce rows.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum BoltError {
+    /// No connection could be made (refused, DNS, timeout, authentication).
+    #[error("cannot connect to {address}: {message}")]
+    Unreachable {
+        /// The instance.
+        address: String,
+        /// Why.
+        message: String,
+    },
+    /// The query did not finish in time.
+    #[error("query on {address} timed out after {seconds} s")]
+    Timeout {
+        /// The instance.
+        address: String,
+        /// The timeout.
+        seconds: u64,
+    },
+    /// Memgraph answered with a failure.
+    #[error("{address} refused the query: {code}: {message}")]
+    Query {
+        /// The instance.
+        address: String,
+        /// Memgraph's error code, such as `Memgraph.ClientError.MemgraphError.MemgraphError`.
+        code: String,
+        /// Memgraph's message.
+        message: String,
+    },
+    /// The answer did not have the expected shape.
+    #[error("unexpected answer from {address}: {message}")]
+    Protocol {
+        /// The instance.
+        address: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+impl BoltError {
+    /// Whether Memgraph itself refused the query (as opposed to not being reached).
+    pub fn is_query_error(&self) -> bool {
+        matches!(self, BoltError::Query { .. })
+    }
+
+    /// Memgraph's message for a refused query.
+    pub fn query_message(&self) -> Option<&str> {
+        match self {
+            BoltError::Query { message, .. } => Some(message),
+            _ => None,
+        }
+    }
+}
+
+/// Runs one auto-commit query against one Memgraph instance.
+#[async_trait]
+pub trait Bolt: Send + Sync {
+    /// Run `query` with `params` on the instance at `address` (`host:port`) and return all rows.
+    async fn run(
+        &self,
+        address: &str,
+        query: &str,
+        params: BTreeMap<String, BoltValue>,
+    ) -> Result<QueryResult, BoltError>;
+}

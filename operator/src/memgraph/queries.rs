@@ -1,0 +1,183 @@
+//! Typed replication and snapshot calls, each one auto-commit query.
+
+use std::collections::BTreeMap;
+
+use super::{Bolt, BoltError, BoltValue, ReplicaRow, parse_show_replicas};
+use crate::api::ReplicationMode;
+
+/// An instance's replication role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Accepts writes and replicates them.
+    Main,
+    /// Follows a MAIN.
+    Replica,
+}
+
+/// Quote a replica name as a Cypher symbolic name. Plain identifiers stay as they are; anything
+/// else (including names someone registered by hand) is back-tick escaped.
+pub fn quote_name(name: &str) -> String {
+    let plain = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if plain { name.to_owned() } else { format!("`{}`", name.replace('`', "``")) }
+}
+
+fn quote_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+async fn run(bolt: &dyn Bolt, address: &str, query: &str) -> Result<super::QueryResult, BoltError> {
+    bolt.run(address, query, BTreeMap::new()).await
+}
+
+fn protocol(address: &str, message: impl Into<String>) -> BoltError {
+    BoltError::Protocol { address: address.to_owned(), message: message.into() }
+}
+
+/// `SHOW REPLICATION ROLE`.
+pub async fn replication_role(bolt: &dyn Bolt, address: &str) -> Result<Role, BoltError> {
+    let result = run(bolt, address, "SHOW REPLICATION ROLE").await?;
+    let role = result.get(0, "replication role").and_then(BoltValue::as_str).map(str::to_ascii_lowercase);
+    match role.as_deref() {
+        Some("main") => Ok(Role::Main),
+        Some("replica") => Ok(Role::Replica),
+        other => Err(protocol(address, format!("SHOW REPLICATION ROLE returned {other:?}"))),
+    }
+}
+
+/// `SET REPLICATION ROLE TO REPLICA WITH PORT <port>`.
+pub async fn set_replica_role(bolt: &dyn Bolt, address: &str, port: i32) -> Result<(), BoltError> {
+    run(bolt, address, &format!("SET REPLICATION ROLE TO REPLICA WITH PORT {port}")).await.map(drop)
+}
+
+/// `REGISTER REPLICA <name> <mode> TO "<replica_address>"`, run on the MAIN.
+pub async fn register_replica(
+    bolt: &dyn Bolt,
+    main: &str,
+    name: &str,
+    mode: ReplicationMode,
+    replica_address: &str,
+) -> Result<(), BoltError> {
+    let query =
+        format!("REGISTER REPLICA {} {} TO {}", quote_name(name), mode.as_cypher(), quote_string(replica_address));
+    run(bolt, main, &query).await.map(drop)
+}
+
+/// `DROP REPLICA <name>`, run on the MAIN.
+pub async fn drop_replica(bolt: &dyn Bolt, main: &str, name: &str) -> Result<(), BoltError> {
+    run(bolt, main, &format!("DROP REPLICA {}", quote_name(name))).await.map(drop)
+}
+
+/// `SHOW REPLICAS`, run on the MAIN.
+pub async fn show_replicas(bolt: &dyn Bolt, main: &str) -> Result<Vec<ReplicaRow>, BoltError> {
+    let result = run(bolt, main, "SHOW REPLICAS").await?;
+    parse_show_replicas(&result).map_err(|e| protocol(main, e))
+}
+
+/// `CREATE SNAPSHOT`; returns the snapshot's path where the version reports it (3.5+).
+pub async fn create_snapshot(bolt: &dyn Bolt, address: &str) -> Result<Option<String>, BoltError> {
+    let result = run(bolt, address, "CREATE SNAPSHOT").await?;
+    Ok(result.get(0, "path").and_then(BoltValue::as_str).map(str::to_owned))
+}
+
+/// Number of nodes: tells an empty instance from one that holds data.
+pub async fn node_count(bolt: &dyn Bolt, address: &str) -> Result<i64, BoltError> {
+    let result = run(bolt, address, "MATCH (n) RETURN count(n) AS nodes").await?;
+    result.get(0, "nodes").and_then(BoltValue::as_int).ok_or_else(|| protocol(address, "count(n) returned no integer"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memgraph::QueryResult;
+    use async_trait::async_trait;
+    use std::sync::Mutex;
+
+    /// Records queries and answers from a script.
+    struct Scripted {
+        answers: Mutex<Vec<Result<QueryResult, BoltError>>>,
+        seen: Mutex<Vec<(String, String)>>,
+    }
+
+    #[async_trait]
+    impl Bolt for Scripted {
+        async fn run(
+            &self,
+            address: &str,
+            query: &str,
+            _: BTreeMap<String, BoltValue>,
+        ) -> Result<QueryResult, BoltError> {
+            self.seen.lock().expect("lock").push((address.to_owned(), query.to_owned()));
+            self.answers.lock().expect("lock").remove(0)
+        }
+    }
+
+    fn scripted(answers: Vec<Result<QueryResult, BoltError>>) -> Scripted {
+        Scripted { answers: Mutex::new(answers), seen: Mutex::new(Vec::new()) }
+    }
+
+    fn one(column: &str, value: BoltValue) -> QueryResult {
+        QueryResult { columns: vec![column.to_owned()], rows: vec![vec![value]] }
+    }
+
+    #[test]
+    fn names_are_quoted_only_when_needed() {
+        for (name, quoted) in [
+            ("read_0", "read_0"),
+            ("write", "write"),
+            ("_x", "_x"),
+            ("read-0", "`read-0`"),
+            ("0read", "`0read`"),
+            ("we`ird", "`we``ird`"),
+            ("", "``"),
+        ] {
+            assert_eq!(quote_name(name), quoted);
+        }
+    }
+
+    #[tokio::test]
+    async fn queries_have_memgraphs_grammar() {
+        let bolt = scripted(vec![Ok(QueryResult::default()); 4]);
+        register_replica(
+            &bolt,
+            "m:7687",
+            "read_2",
+            ReplicationMode::StrictSync,
+            "c-read-2-0.c-read-2.ns.svc.cluster.local:10000",
+        )
+        .await
+        .expect("register");
+        register_replica(&bolt, "m:7687", "read_0", ReplicationMode::Async, "h:10000").await.expect("register");
+        drop_replica(&bolt, "m:7687", "read-9").await.expect("drop");
+        set_replica_role(&bolt, "r:7687", 10000).await.expect("role");
+        let seen = bolt.seen.lock().expect("lock").clone();
+        assert_eq!(
+            seen,
+            [
+                ("m:7687", "REGISTER REPLICA read_2 STRICT_SYNC TO \"c-read-2-0.c-read-2.ns.svc.cluster.local:10000\""),
+                ("m:7687", "REGISTER REPLICA read_0 ASYNC TO \"h:10000\""),
+                ("m:7687", "DROP REPLICA `read-9`"),
+                ("r:7687", "SET REPLICATION ROLE TO REPLICA WITH PORT 10000"),
+            ]
+            .map(|(a, q)| (a.to_owned(), q.to_owned()))
+        );
+    }
+
+    #[tokio::test]
+    async fn role_and_counts_are_read_from_their_columns() {
+        let bolt = scripted(vec![
+            Ok(one("replication role", "main".into())),
+            Ok(one("replication role", "replica".into())),
+            Ok(one("replication role", "coordinator".into())),
+            Ok(one("nodes", BoltValue::Int(42))),
+            Ok(one("path", "/var/lib/memgraph/snapshots/x".into())),
+            Ok(QueryResult::default()),
+        ]);
+        assert_eq!(replication_role(&bolt, "a").await, Ok(Role::Main));
+        assert_eq!(replication_role(&bolt, "a").await, Ok(Role::Replica));
+        assert!(matches!(replication_role(&bolt, "a").await, Err(BoltError::Protocol { .. })));
+        assert_eq!(node_count(&bolt, "a").await, Ok(42));
+        assert_eq!(create_snapshot(&bolt, "a").await, Ok(Some("/var/lib/memgraph/snapshots/x".into())));
+        assert_eq!(create_snapshot(&bolt, "a").await, Ok(None), "versions before 3.5 return no columns");
+    }
+}

@@ -1,0 +1,156 @@
+//! `observe`: read the cluster's objects and pods through `Kube` and ask each ready Memgraph
+//! instance for its role (and, on the MAIN, `SHOW REPLICAS`) through `Bolt`. A healthy cluster
+//! costs one query per instance plus one `SHOW REPLICAS`; more is asked only when something is
+//! off.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::{Resource, ResourceExt};
+
+use super::ReconcileError;
+use super::desired::HASH_ANNOTATION;
+use super::observed::{ClusterMeta, MemgraphState, ObjectKey, ObjectKind, Observed, PodState};
+use crate::api::MemgraphCluster;
+use crate::kube_api::{Kube, KubeObject};
+use crate::memgraph::{self, Bolt, Role};
+use crate::names::{ClusterNames, FINALIZER, Instance, LABEL_COMPONENT, LABEL_READ_INDEX, LABEL_ROLE};
+use crate::validate::secret_references;
+
+fn cluster_meta(cluster: &MemgraphCluster) -> ClusterMeta {
+    let finalizers = cluster.finalizers().to_vec();
+    ClusterMeta {
+        name: cluster.name_any(),
+        namespace: cluster.namespace().unwrap_or_default(),
+        uid: cluster.uid().unwrap_or_default(),
+        generation: cluster.metadata.generation,
+        resource_version: cluster.resource_version().unwrap_or_default(),
+        deleting: cluster.metadata.deletion_timestamp.is_some(),
+        has_finalizer: finalizers.iter().any(|f| f == FINALIZER),
+        other_finalizers: finalizers.into_iter().filter(|f| f != FINALIZER).collect(),
+        created: cluster.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        reference: cluster.object_ref(&()),
+    }
+}
+
+async fn owned<T: KubeObject, K: Kube>(
+    kube: &K,
+    names: &ClusterNames,
+    kind: ObjectKind,
+    into: &mut BTreeMap<ObjectKey, Option<String>>,
+) -> Result<(), ReconcileError> {
+    for object in kube.list::<T>(&names.namespace, &names.common_labels()).await? {
+        let hash = object.annotations().get(HASH_ANNOTATION).cloned();
+        into.insert(ObjectKey::new(kind, object.name_any()), hash);
+    }
+    Ok(())
+}
+
+fn instance_of(pod: &Pod) -> Option<Instance> {
+    let labels = pod.labels();
+    match labels.get(LABEL_COMPONENT).map(String::as_str) {
+        Some("write") => Some(Instance::Write),
+        Some("read") => labels.get(LABEL_READ_INDEX)?.parse().ok().map(Instance::Read),
+        _ => None,
+    }
+}
+
+fn pod_state(pod: &Pod) -> PodState {
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    PodState {
+        name: pod.name_any(),
+        uid: pod.uid().unwrap_or_default(),
+        ready,
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        role_label: pod.labels().get(LABEL_ROLE).cloned(),
+        memgraph: MemgraphState::NotAsked,
+    }
+}
+
+async fn ask(bolt: &dyn Bolt, address: &str, with_replicas: impl Fn(Role) -> bool) -> MemgraphState {
+    match memgraph::replication_role(bolt, address).await {
+        Err(e) => MemgraphState::Unreachable(e.to_string()),
+        Ok(Role::Replica) => MemgraphState::Replica { nodes: None },
+        Ok(Role::Main) => {
+            let replicas = if with_replicas(Role::Main) {
+                Some(memgraph::show_replicas(bolt, address).await.map_err(|e| e.to_string()))
+            } else {
+                None
+            };
+            MemgraphState::Main { replicas, nodes: None }
+        }
+    }
+}
+
+/// Observe a cluster.
+pub async fn observe<K: Kube>(
+    kube: &K,
+    bolt: &dyn Bolt,
+    cluster: &MemgraphCluster,
+) -> Result<Observed, ReconcileError> {
+    let meta = cluster_meta(cluster);
+    let names = ClusterNames::new(meta.name.clone(), meta.namespace.clone());
+    let spec = cluster.spec.clone();
+
+    let mut objects = BTreeMap::new();
+    if !meta.deleting {
+        owned::<StatefulSet, K>(kube, &names, ObjectKind::StatefulSet, &mut objects).await?;
+        owned::<Service, K>(kube, &names, ObjectKind::Service, &mut objects).await?;
+        owned::<PodDisruptionBudget, K>(kube, &names, ObjectKind::PodDisruptionBudget, &mut objects).await?;
+    }
+
+    let mut pods = BTreeMap::new();
+    for pod in kube.list::<Pod>(&names.namespace, &names.cluster_selector()).await? {
+        if let Some(instance) = instance_of(&pod) {
+            pods.insert(instance, pod_state(&pod));
+        }
+    }
+
+    let mut secrets = BTreeMap::new();
+    if !meta.deleting {
+        for reference in secret_references(&spec) {
+            if let Some(secret) = kube.get::<Secret>(&names.namespace, &reference.name).await? {
+                let keys: BTreeSet<String> = secret
+                    .data
+                    .iter()
+                    .flat_map(|d| d.keys().cloned())
+                    .chain(secret.string_data.iter().flat_map(|d| d.keys().cloned()))
+                    .collect();
+                secrets.insert(reference.name, keys);
+            }
+        }
+    }
+
+    // Memgraph: the write pod first, then the read pods (only the write pod while deleting).
+    for (instance, pod) in pods.iter_mut() {
+        if !pod.ready || pod.terminating || (meta.deleting && *instance != Instance::Write) {
+            continue;
+        }
+        let address = names.bolt_address(*instance);
+        // Read pods are asked for their replicas only when they unexpectedly are MAIN.
+        pod.memgraph = ask(bolt, &address, |_| true).await;
+    }
+
+    // A MAIN without registrations may be new, or may have lost its volume: tell them apart by
+    // whether it and the replicas hold data.
+    let main_without_replicas = matches!(
+        pods.get(&Instance::Write).map(|p| &p.memgraph),
+        Some(MemgraphState::Main { replicas: Some(Ok(rows)), .. }) if rows.is_empty()
+    );
+    if main_without_replicas && !meta.deleting {
+        for (instance, pod) in pods.iter_mut() {
+            let address = names.bolt_address(*instance);
+            if let MemgraphState::Main { nodes, .. } | MemgraphState::Replica { nodes } = &mut pod.memgraph {
+                *nodes = memgraph::node_count(bolt, &address).await.ok();
+            }
+        }
+    }
+
+    Ok(Observed { cluster: meta, spec, status: cluster.status.clone().unwrap_or_default(), objects, pods, secrets })
+}

@@ -1,0 +1,147 @@
+//! Owned objects: apply what is missing or changed, roll read replicas one at a time, and remove
+//! replicas that are no longer wanted only after their registration is gone.
+
+use super::{Action, Facts, Planner};
+use crate::builders::{self, BuildContext};
+use crate::kube_api::EventType;
+use crate::names::Instance;
+use crate::reconcile::desired::DesiredObject;
+use crate::reconcile::observed::{ObjectKey, ObjectKind};
+
+fn kind_name(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::StatefulSet => "StatefulSet",
+        ObjectKind::Service => "Service",
+        ObjectKind::PodDisruptionBudget => "PodDisruptionBudget",
+    }
+}
+
+/// Whether `desired` must be applied: it is missing or was applied with other content.
+fn differs(p: &Planner<'_>, desired: &DesiredObject) -> Option<bool> {
+    match p.obs.objects.get(&desired.key()) {
+        None => Some(true),
+        Some(hash) => (hash.as_deref() != desired.hash()).then_some(false),
+    }
+}
+
+fn apply(p: &mut Planner<'_>, desired: DesiredObject, created: bool) {
+    let key = desired.key();
+    p.push(Action::Apply(desired));
+    let verb = if created { "Created" } else { "Updated" };
+    p.event(EventType::Normal, verb, "Apply", format!("{verb} {} {}", kind_name(key.kind), key.name));
+}
+
+/// Apply every desired object that is missing or changed. Read StatefulSets whose pods would
+/// restart are updated one at a time, when every other read pod is ready.
+pub(super) fn plan_objects(p: &mut Planner<'_>, facts: &Facts) {
+    let ctx = BuildContext::from_parts(p.spec, p.names.clone(), p.obs.cluster.owner_reference());
+    let mut always = vec![
+        DesiredObject::statefulset(builders::statefulset(&ctx, Instance::Write)),
+        DesiredObject::service(builders::headless_service(&ctx, Instance::Write)),
+        DesiredObject::service(builders::write_service(&ctx)),
+        DesiredObject::service(builders::read_service(&ctx)),
+        DesiredObject::pdb(builders::read_pdb(&ctx)),
+    ];
+    let mut rolling = Vec::new();
+    for (&index, replica) in &facts.replicas {
+        if !replica.desired {
+            continue;
+        }
+        let instance = Instance::Read(index);
+        always.push(DesiredObject::service(builders::headless_service(&ctx, instance)));
+        let sts = DesiredObject::statefulset(builders::statefulset(&ctx, instance));
+        match differs(p, &sts) {
+            Some(false) => rolling.push((index, sts)),
+            _ => always.push(sts),
+        }
+    }
+    for desired in always {
+        if let Some(created) = differs(p, &desired) {
+            apply(p, desired, created);
+        }
+    }
+    // One read pod restarts at a time, so reads stay available during an image or config change.
+    let pending: Vec<u32> = rolling.iter().map(|(i, _)| *i).collect();
+    if let Some((index, sts)) = rolling.into_iter().next() {
+        let others_ready = facts
+            .replicas
+            .iter()
+            .filter(|(i, r)| r.desired && **i != index && !pending.contains(i))
+            .all(|(i, _)| p.obs.pods.get(&Instance::Read(*i)).is_some_and(|pod| pod.ready && !pod.terminating));
+        if others_ready {
+            apply(p, sts, false);
+        }
+    }
+}
+
+/// The index `N` of an object named `CLUSTER-read-N`.
+fn read_index(cluster: &str, name: &str) -> Option<u32> {
+    let rest = name.strip_prefix(cluster)?.strip_prefix("-read-")?;
+    if rest.is_empty() || !rest.bytes().all(|b| b.is_ascii_digit()) || (rest.len() > 1 && rest.starts_with('0')) {
+        return None;
+    }
+    rest.parse().ok()
+}
+
+/// Delete the StatefulSets and headless Services of replicas no longer wanted, once the MAIN
+/// shows no registration for them (or this plan drops it first).
+pub(super) fn plan_removals(p: &mut Planner<'_>, facts: &Facts) {
+    let Some(rows) = facts.main.rows() else { return };
+    let desired = u32::try_from(p.spec.read.replicas).unwrap_or(0);
+    let dropping: Vec<String> = p
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::DropReplica { name } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
+    let keys: Vec<ObjectKey> = p
+        .obs
+        .objects
+        .keys()
+        .filter(|k| matches!(k.kind, ObjectKind::StatefulSet | ObjectKind::Service))
+        .filter(|k| read_index(&p.names.cluster, &k.name).is_some_and(|n| n >= desired))
+        .cloned()
+        .collect();
+    for key in keys {
+        let Some(index) = read_index(&p.names.cluster, &key.name) else { continue };
+        let name = Instance::Read(index).replica_name();
+        let registered = rows.iter().any(|r| r.name == name);
+        if registered && !dropping.contains(&name) {
+            continue;
+        }
+        p.event(
+            EventType::Normal,
+            "Deleted",
+            "Delete",
+            format!("Deleted {} {} (scaled down)", kind_name(key.kind), key.name),
+        );
+        // The event goes after the delete.
+        let event = p.actions.pop();
+        p.push(Action::Delete(key));
+        p.actions.extend(event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::read_index;
+
+    #[test]
+    fn read_indices_are_parsed_strictly() {
+        for (name, want) in [
+            ("c-read-0", Some(0)),
+            ("c-read-12", Some(12)),
+            ("c-read", None),
+            ("c-read-", None),
+            ("c-read-01", None),
+            ("c-read-1-0", None),
+            ("c-write", None),
+            ("cc-read-1", None),
+            ("c-read-x", None),
+        ] {
+            assert_eq!(read_index("c", name), want, "{name}");
+        }
+    }
+}

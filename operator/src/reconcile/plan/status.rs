@@ -1,0 +1,249 @@
+//! Status: the truth about the cluster in words a person can act on, written only when it
+//! changes. Condition transitions become events.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+use super::{Action, Facts, MainFacts, Planner};
+use crate::api::{MemgraphClusterStatus, Phase, ReplicaValidation, ValidationStatus};
+use crate::kube_api::EventType;
+use crate::names::{Instance, selector_string};
+use crate::validate::SpecError;
+
+/// Condition types.
+pub const WRITE_READY: &str = "WriteReady";
+/// All wanted replicas are routable.
+pub const REPLICAS_READY: &str = "ReplicasReady";
+/// Every registered replica is in sync.
+pub const REPLICATION_HEALTHY: &str = "ReplicationHealthy";
+/// The spec failed a check.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+/// A replica or the MAIN holds data the other does not.
+pub const DATA_DIVERGENCE: &str = "DataDivergence";
+
+struct Verdict {
+    type_: &'static str,
+    status: &'static str,
+    reason: &'static str,
+    message: String,
+}
+
+fn verdict(type_: &'static str, ok: bool, good: (&'static str, String), bad: (&'static str, String)) -> Verdict {
+    let (status, (reason, message)) = if ok { ("True", good) } else { ("False", bad) };
+    Verdict { type_, status, reason, message }
+}
+
+/// Whether a condition in this state is a problem.
+fn is_problem(type_: &str, status: &str) -> bool {
+    match type_ {
+        INVALID_SPEC | DATA_DIVERGENCE => status == "True",
+        _ => status == "False",
+    }
+}
+
+/// Build the status and plan its patch and the events of condition changes. Returns whether the
+/// cluster is fully converged (phase Running).
+pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecError]) -> bool {
+    let old = &p.obs.status;
+    let desired = u32::try_from(p.spec.read.replicas).unwrap_or(0);
+    let wanted: Vec<(u32, &super::ReplicaFacts)> =
+        facts.replicas.iter().filter(|(_, r)| r.desired).map(|(i, r)| (*i, r)).collect();
+    let ready = wanted.iter().filter(|(_, r)| r.routable).count();
+    let registered = wanted.iter().filter(|(_, r)| r.row.is_some()).count();
+    let write_pod = p.names.pod(Instance::Write);
+
+    let problems = |filter: &dyn Fn(&super::ReplicaFacts) -> bool| -> String {
+        wanted
+            .iter()
+            .filter(|(_, r)| filter(r))
+            .map(|(i, r)| format!("{}: {}", Instance::Read(*i).status_name(), r.problem.clone().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+
+    let mut verdicts = vec![if errors.is_empty() {
+        Verdict {
+            type_: INVALID_SPEC,
+            status: "False",
+            reason: "SpecValid",
+            message: "The spec passed every check".to_owned(),
+        }
+    } else {
+        Verdict {
+            type_: INVALID_SPEC,
+            status: "True",
+            reason: "InvalidSpec",
+            message: format!(
+                "{}. Nothing in the cluster is changed until the spec is fixed",
+                errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+            ),
+        }
+    }];
+    let (write_ok, write_reason, write_message) = match &facts.main {
+        MainFacts::Verified { .. } => (true, "MainVerified", format!("{write_pod} is a verified MAIN")),
+        MainFacts::NotReady(m) => (false, "PodNotReady", m.clone()),
+        MainFacts::Unreachable(m) => (false, "Unreachable", format!("Memgraph on {write_pod} does not answer: {m}")),
+        MainFacts::NotMain => (
+            false,
+            "NotMain",
+            format!(
+                "{write_pod} is a REPLICA. The operator does not promote it by itself; if it holds the newest data run \
+                 SET REPLICATION ROLE TO MAIN on it"
+            ),
+        ),
+        MainFacts::LostData(m) => (false, "DataLossRisk", m.clone()),
+    };
+    verdicts.push(Verdict {
+        type_: WRITE_READY,
+        status: if write_ok { "True" } else { "False" },
+        reason: write_reason,
+        message: write_message,
+    });
+    verdicts.push(verdict(
+        REPLICAS_READY,
+        ready == wanted.len(),
+        ("AllReplicasReady", format!("{ready} of {desired} replicas are registered and in sync")),
+        (
+            "ReplicasNotReady",
+            format!("{ready} of {desired} replicas are registered and in sync; {}", problems(&|r| !r.routable)),
+        ),
+    ));
+    let healthy = match facts.main.rows() {
+        None => Verdict {
+            type_: REPLICATION_HEALTHY,
+            status: "Unknown",
+            reason: "MainNotVerified",
+            message: "Replication cannot be checked until the MAIN is verified".to_owned(),
+        },
+        Some(_) => {
+            let unhealthy = wanted.iter().any(|(_, r)| {
+                r.row
+                    .as_ref()
+                    .is_some_and(|row| !row.data.as_ref().is_some_and(|d| d.status.is_healthy()) || !r.address_ok)
+            });
+            verdict(
+                REPLICATION_HEALTHY,
+                !unhealthy && facts.unwanted_rows.is_empty(),
+                ("Healthy", format!("All {registered} registered replicas are in sync")),
+                ("ReplicaUnhealthy", {
+                    let list = problems(&|r| r.row.is_some() && !r.routable);
+                    let extra: Vec<&str> = facts.unwanted_rows.iter().map(|r| r.name.as_str()).collect();
+                    if extra.is_empty() {
+                        list
+                    } else {
+                        format!("{list}; unwanted registrations: {}", extra.join(", "))
+                    }
+                }),
+            )
+        }
+    };
+    verdicts.push(healthy);
+    let diverged: Vec<String> =
+        wanted.iter().filter(|(_, r)| r.diverged).map(|(i, _)| Instance::Read(*i).status_name()).collect();
+    let divergence = if let MainFacts::LostData(m) = &facts.main {
+        Verdict { type_: DATA_DIVERGENCE, status: "True", reason: "MainLostData", message: m.clone() }
+    } else if !diverged.is_empty() {
+        Verdict {
+            type_: DATA_DIVERGENCE,
+            status: "True",
+            reason: "ReplicaDiverged",
+            message: format!(
+                "{} diverged from the MAIN: they hold writes the MAIN does not have. Nothing is overwritten; to rejoin, \
+                 back up what you need from them, then delete their PersistentVolumeClaims and pods",
+                diverged.join(", ")
+            ),
+        }
+    } else {
+        Verdict {
+            type_: DATA_DIVERGENCE,
+            status: "False",
+            reason: "NoDivergence",
+            message: "No divergence found".to_owned(),
+        }
+    };
+    verdicts.push(divergence);
+
+    let generation = p.obs.cluster.generation;
+    let now = Time(p.now);
+    let mut conditions = Vec::new();
+    for v in &verdicts {
+        let previous = old.conditions.iter().find(|c| c.type_ == v.type_);
+        let changed = previous.is_none_or(|c| c.status != v.status || c.reason != v.reason);
+        let transition = match previous {
+            Some(c) if c.status == v.status => c.last_transition_time.clone(),
+            _ => now.clone(),
+        };
+        conditions.push(Condition {
+            type_: v.type_.to_owned(),
+            status: v.status.to_owned(),
+            reason: v.reason.to_owned(),
+            message: v.message.clone(),
+            last_transition_time: transition,
+            observed_generation: generation,
+        });
+        // Problems are announced when they appear or change; first sightings of routine
+        // start-up states are not.
+        let routine_start = previous.is_none() && matches!(v.type_, WRITE_READY | REPLICAS_READY);
+        if changed && !routine_start && v.status != "Unknown" {
+            if is_problem(v.type_, v.status) {
+                p.event(EventType::Warning, v.reason, "Check", v.message.clone());
+            } else if previous.is_some_and(|c| is_problem(&c.type_, &c.status)) {
+                p.event(EventType::Normal, v.reason, "Check", v.message.clone());
+            }
+        }
+    }
+
+    let failed = !errors.is_empty() || matches!(facts.main, MainFacts::NotMain | MainFacts::LostData(_));
+    let phase = if failed {
+        Phase::Failed
+    } else if !facts.main.routable() {
+        if matches!(old.phase, Phase::Pending) { Phase::Pending } else { Phase::Degraded }
+    } else if ready == wanted.len() && verdicts.iter().all(|v| !is_problem(v.type_, v.status)) {
+        Phase::Running
+    } else {
+        Phase::Degraded
+    };
+
+    let previous_replicas: Vec<ReplicaValidation> = old.validation.iter().flat_map(|v| v.replicas.clone()).collect();
+    let replicas: Vec<ReplicaValidation> = wanted
+        .iter()
+        .map(|(i, r)| {
+            let name = Instance::Read(*i).status_name();
+            let before = previous_replicas.iter().find(|v| v.name == name);
+            ReplicaValidation {
+                name,
+                healthy: r.routable,
+                state: r.row.as_ref().and_then(|row| row.data.as_ref()).map(|d| d.status.as_str().to_owned()),
+                lag_ms: before.and_then(|b| b.lag_ms),
+                last_test_time: before.and_then(|b| b.last_test_time.clone()),
+                unhealthy_since: if r.routable {
+                    None
+                } else {
+                    before.and_then(|b| b.unhealthy_since.clone()).or_else(|| Some(now.clone()))
+                },
+                message: r.problem.clone(),
+            }
+        })
+        .collect();
+    let old_validation = old.validation.clone().unwrap_or_default();
+    let validation =
+        ValidationStatus { all_replicas_healthy: replicas.iter().all(|r| r.healthy), replicas, ..old_validation };
+
+    let snapshot_taken = p.actions.iter().any(|a| matches!(a, Action::CreateSnapshot));
+    let status = MemgraphClusterStatus {
+        phase,
+        observed_generation: generation,
+        write_ready: facts.main.routable(),
+        main_pod: facts.main.routable().then(|| write_pod.clone()),
+        ready_replicas: i32::try_from(ready).unwrap_or(i32::MAX),
+        registered_replicas: i32::try_from(registered).unwrap_or(i32::MAX),
+        read_selector: Some(selector_string(&p.names.read_selector())),
+        last_snapshot_time: if snapshot_taken { Some(now.clone()) } else { old.last_snapshot_time.clone() },
+        last_s3_backup_time: old.last_s3_backup_time.clone(),
+        validation: Some(validation),
+        conditions,
+    };
+    if &status != old {
+        p.push(Action::PatchStatus(Box::new(status)));
+    }
+    phase == Phase::Running
+}
