@@ -8,7 +8,9 @@
 pub mod api;
 pub mod builders;
 pub mod clock;
+pub mod controller;
 pub mod crd;
+pub mod health;
 pub mod kube_api;
 pub mod memgraph;
 pub mod names;

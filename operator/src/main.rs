@@ -2,7 +2,11 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
+use memgraph_operator::controller::RunConfig;
+use tracing_subscriber::EnvFilter;
 
 /// Kubernetes operator for Memgraph: one write instance (MAIN) and N read replicas.
 #[derive(Parser, Debug)]
@@ -16,6 +20,24 @@ struct Cli {
 enum Command {
     /// Print the MemgraphCluster CustomResourceDefinition as YAML.
     Crd,
+    /// Run the controller: reconcile every MemgraphCluster until SIGTERM.
+    Run {
+        /// Watch only this namespace (default: all namespaces).
+        #[arg(long, env = "WATCH_NAMESPACE")]
+        namespace: Option<String>,
+        /// Address of the /healthz and /readyz endpoint.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        health_addr: String,
+        /// Seconds to wait for a Bolt connection to an instance.
+        #[arg(long, default_value_t = 5)]
+        bolt_connect_timeout: u64,
+        /// Seconds to wait for one Memgraph query.
+        #[arg(long, default_value_t = 15)]
+        bolt_query_timeout: u64,
+        /// Log as JSON lines instead of text.
+        #[arg(long)]
+        log_json: bool,
+    },
     /// Print every object the operator would create for a MemgraphCluster, as a YAML stream.
     Render {
         /// File with one MemgraphCluster; `-` reads standard input.
@@ -29,6 +51,18 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Run { namespace, health_addr, bolt_connect_timeout, bolt_query_timeout, log_json } = cli.command {
+        return run_controller(
+            RunConfig {
+                namespace,
+                health_addr,
+                connect_timeout: Duration::from_secs(bolt_connect_timeout),
+                query_timeout: Duration::from_secs(bolt_query_timeout),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+            log_json,
+        );
+    }
     match run(cli) {
         Ok(output) => {
             // A closed pipe (`| head`) is not an error worth a panic.
@@ -49,8 +83,38 @@ fn main() -> ExitCode {
     }
 }
 
+fn run_controller(config: RunConfig, json: bool) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        // Logging starts after the preflight so a failed start is one line on stderr.
+        let client = memgraph_operator::controller::connect(&config).await?;
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        if json {
+            subscriber.json().init()
+        } else {
+            subscriber.init()
+        }
+        memgraph_operator::controller::run(client, config).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<String, String> {
     match cli.command {
+        Command::Run { .. } => Err("run is handled before".to_owned()),
         Command::Crd => memgraph_operator::crd::crd_yaml().map_err(|e| format!("cannot serialize the CRD: {e}")),
         Command::Render { file, namespace } => {
             let yaml = if file.as_os_str() == "-" {

@@ -109,3 +109,30 @@ fn render_refuses_bad_input_with_the_field_and_the_fix() {
     assert!(String::from_utf8_lossy(&missing.stderr).contains("cannot read /nonexistent/cluster.yaml"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn run_without_a_reachable_api_server_exits_with_one_line() {
+    let dir = std::env::temp_dir().join(format!("mgop-run-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let kubeconfig = dir.join("config");
+    // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- cluster: {server: \"https://127.0.0.1:1\"}\n  name: nowhere\n\
+         contexts:\n- context: {cluster: nowhere, user: u}\n  name: nowhere\ncurrent-context: nowhere\n\
+         users:\n- name: u\n  user: {token: x}\n",
+    )
+    .expect("kubeconfig");
+    let out = Command::new(env!("CARGO_BIN_EXE_memgraph-operator"))
+        .args(["run", "--health-addr", "127.0.0.1:0"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.starts_with("error: cannot reach the Kubernetes API server"), "{stderr:?}");
+    assert!(!stderr.contains("panicked"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

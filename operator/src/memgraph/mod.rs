@@ -2,6 +2,7 @@
 //! calls on top of it (DESIGN §3). Replication and snapshot queries fail inside explicit
 //! transactions, so nothing here ever opens one.
 
+mod neo4rs_bolt;
 mod queries;
 mod replicas;
 
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 use thiserror::Error;
 
+pub use neo4rs_bolt::{Credentials, Neo4rsBolt, Resolver};
 pub use queries::*;
 pub use replicas::{ReplicaData, ReplicaRow, ReplicaStatus, parse_show_replicas};
 

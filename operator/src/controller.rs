@@ -1,0 +1,242 @@
+//! `memgraph-operator run`: the reconcile wired into kube's controller runtime. Watches
+//! MemgraphClusters, the StatefulSets, Services and PodDisruptionBudgets they own, and their
+//! pods, so a pod restart triggers a reconcile at once.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::{Action as RuntimeAction, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+use thiserror::Error;
+
+use crate::api::MemgraphCluster;
+use crate::clock::SystemClock;
+use crate::health::{self, Readiness};
+use crate::kube_api::{Kube, KubeClient};
+use crate::memgraph::{Credentials, Neo4rsBolt};
+use crate::names::{FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY};
+use crate::reconcile::{self, ReconcileError};
+
+/// Settings of `memgraph-operator run`.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Watch only this namespace; all namespaces when `None`.
+    pub namespace: Option<String>,
+    /// Address of the health endpoint.
+    pub health_addr: String,
+    /// Bolt connect timeout.
+    pub connect_timeout: Duration,
+    /// Bolt query timeout.
+    pub query_timeout: Duration,
+    /// Name of this operator instance for events (the pod name).
+    pub instance: Option<String>,
+}
+
+/// Why the operator could not start or stopped.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// No kubeconfig or in-cluster configuration.
+    #[error("no Kubernetes configuration: {0}")]
+    Config(String),
+    /// The API server did not answer.
+    #[error("cannot reach the Kubernetes API server: {0}")]
+    Unreachable(String),
+    /// The CRD is missing.
+    #[error("the MemgraphCluster CRD is not installed; run: kubectl apply -f deploy/crds/memgraphcluster.yaml")]
+    CrdMissing,
+    /// Not allowed to list clusters.
+    #[error("the operator may not list MemgraphClusters ({0}); apply the RBAC in deploy/")]
+    Forbidden(String),
+    /// The health endpoint could not bind.
+    #[error("cannot listen on {addr}: {error}")]
+    Health {
+        /// Address.
+        addr: String,
+        /// Cause.
+        error: String,
+    },
+}
+
+/// Shared state of the reconcilers.
+struct Context {
+    kube: KubeClient,
+    bolt: Neo4rsBolt,
+    failures: Mutex<BTreeMap<String, u32>>,
+}
+
+fn key(cluster: &MemgraphCluster) -> String {
+    format!("{}/{}", cluster.namespace().unwrap_or_default(), cluster.name_any())
+}
+
+async fn credentials(kube: &KubeClient, cluster: &MemgraphCluster) -> Result<Option<Credentials>, ReconcileError> {
+    let Some(auth) = &cluster.spec.auth else { return Ok(None) };
+    let namespace = cluster.namespace().unwrap_or_default();
+    let Some(secret) = kube.get::<Secret>(&namespace, &auth.secret_ref.name).await? else { return Ok(None) };
+    let read = |k: &str| {
+        secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            .or_else(|| secret.string_data.as_ref().and_then(|d| d.get(k)).cloned())
+    };
+    Ok(read(&auth.username_key).zip(read(&auth.password_key)).map(|(user, password)| Credentials { user, password }))
+}
+
+async fn reconcile_one(cluster: Arc<MemgraphCluster>, ctx: Arc<Context>) -> Result<RuntimeAction, ReconcileError> {
+    let bolt = ctx.bolt.clone().with_credentials(credentials(&ctx.kube, &cluster).await?);
+    let outcome = reconcile::reconcile(&cluster, &ctx.kube, &bolt, &SystemClock).await?;
+    if let Ok(mut failures) = ctx.failures.lock() {
+        failures.remove(&key(&cluster));
+    }
+    tracing::info!(cluster = %key(&cluster), rounds = outcome.rounds, actions = outcome.actions,
+        requeue_s = outcome.requeue_after.as_secs(), "reconciled");
+    Ok(RuntimeAction::requeue(outcome.requeue_after))
+}
+
+/// Exponential backoff per cluster: 2 s, 4 s, ... up to 5 minutes.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(failures.min(9)).min(300))
+}
+
+fn error_policy(cluster: Arc<MemgraphCluster>, error: &ReconcileError, ctx: Arc<Context>) -> RuntimeAction {
+    let failures = ctx
+        .failures
+        .lock()
+        .map(|mut f| {
+            let n = f.entry(key(&cluster)).or_insert(0);
+            *n += 1;
+            *n
+        })
+        .unwrap_or(1);
+    let delay = backoff(failures);
+    tracing::warn!(cluster = %key(&cluster), kind = error.kind(), %error, retry_s = delay.as_secs(), "reconcile failed");
+    RuntimeAction::requeue(delay)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            biased;
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutdown requested; finishing running reconciles");
+}
+
+fn api<T>(client: &Client, namespace: Option<&str>) -> Api<T>
+where
+    T: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    T::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Check that the API server answers and the CRD is installed, within `timeout`.
+pub async fn preflight(client: &Client, namespace: Option<&str>, timeout: Duration) -> Result<(), RunError> {
+    match tokio::time::timeout(timeout, client.apiserver_version()).await {
+        Err(_) => return Err(RunError::Unreachable(format!("no answer within {} s", timeout.as_secs()))),
+        Ok(Err(e)) => return Err(RunError::Unreachable(e.to_string())),
+        Ok(Ok(_)) => {}
+    }
+    let clusters: Api<MemgraphCluster> = api(client, namespace);
+    match tokio::time::timeout(timeout, clusters.list(&ListParams::default().limit(1))).await {
+        Err(_) => Err(RunError::Unreachable(format!("no answer within {} s", timeout.as_secs()))),
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(kube::Error::Api(status))) if status.code == 404 => Err(RunError::CrdMissing),
+        Ok(Err(kube::Error::Api(status))) if status.code == 403 => Err(RunError::Forbidden(status.message.clone())),
+        Ok(Err(e)) => Err(RunError::Unreachable(e.to_string())),
+    }
+}
+
+/// Connect to the API server and check it is usable.
+pub async fn connect(config: &RunConfig) -> Result<Client, RunError> {
+    let client = Client::try_default().await.map_err(|e| RunError::Config(e.to_string()))?;
+    preflight(&client, config.namespace.as_deref(), Duration::from_secs(10)).await?;
+    Ok(client)
+}
+
+/// Run the controller on a connected client until SIGTERM or Ctrl-C.
+pub async fn run(client: Client, config: RunConfig) -> Result<(), RunError> {
+    let namespace = config.namespace.as_deref();
+
+    let readiness = Readiness::default();
+    let listener = tokio::net::TcpListener::bind(&config.health_addr)
+        .await
+        .map_err(|e| RunError::Health { addr: config.health_addr.clone(), error: e.to_string() })?;
+    let health = tokio::spawn(health::serve(listener, readiness.clone()));
+
+    let ctx = Arc::new(Context {
+        kube: KubeClient::new(client.clone(), config.instance.clone()),
+        bolt: Neo4rsBolt::new(config.connect_timeout, config.query_timeout),
+        failures: Mutex::new(BTreeMap::new()),
+    });
+    let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
+    let pods = owned.clone();
+    tracing::info!(namespace = namespace.unwrap_or("<all>"), "watching MemgraphClusters");
+    readiness.set(true);
+    Controller::new(api::<MemgraphCluster>(&client, namespace), watcher::Config::default())
+        .owns(api::<StatefulSet>(&client, namespace), owned.clone())
+        .owns(api::<Service>(&client, namespace), owned.clone())
+        .owns(api::<PodDisruptionBudget>(&client, namespace), owned)
+        // Pods are not owned by the cluster (their StatefulSet is): map them by instance label.
+        .watches(api::<Pod>(&client, namespace), pods, |pod: Pod| {
+            let namespace = pod.namespace();
+            pod.labels()
+                .get(LABEL_INSTANCE)
+                .map(|name| match &namespace {
+                    Some(ns) => ObjectRef::<MemgraphCluster>::new(name).within(ns),
+                    None => ObjectRef::new(name),
+                })
+                .into_iter()
+        })
+        .graceful_shutdown_on(shutdown_signal())
+        .run(reconcile_one, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+    readiness.set(false);
+    health.abort();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let delays: Vec<u64> = (1..=12).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(&delays[..4], &[2, 4, 8, 16]);
+        assert!(delays.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(*delays.last().unwrap_or(&0), 300);
+    }
+}
