@@ -54,10 +54,15 @@ pub struct Outcome {
     pub actions: usize,
 }
 
-/// Rounds per reconcile: enough to register, then verify and label, then settle.
-pub const MAX_ROUNDS: usize = 3;
+/// Most rounds per reconcile: register, verify and label, and a few short looks while new or
+/// restarted replicas come in sync.
+pub const MAX_ROUNDS: usize = 6;
+/// Pause before looking again at a replica that is expected to come in sync.
+pub const SETTLE_DELAY: Duration = Duration::from_millis(250);
 
-/// Reconcile one cluster.
+/// Reconcile one cluster: observe → plan → act, repeated within the same reconcile while it just
+/// changed replication or a replica is about to come in sync, so that a pod that became ready is
+/// registered and labelled by the reconcile its readiness triggered.
 pub async fn reconcile<K: Kube>(
     cluster: &MemgraphCluster,
     kube: &K,
@@ -70,14 +75,22 @@ pub async fn reconcile<K: Kube>(
     loop {
         let observed = observe(kube, bolt, &current).await?;
         let plan = plan(&current.spec, &observed, clock.now());
-        let look_again = round < MAX_ROUNDS && plan.actions.iter().any(Action::changes_replication);
+        let changed = plan.actions.iter().any(Action::changes_replication);
+        let look_again = round < MAX_ROUNDS && (changed || plan.settling);
         if !look_again {
             executed += act(kube, bolt, &observed, &plan.actions).await?;
             return Ok(Outcome { requeue_after: plan.requeue_after, rounds: round, actions: executed });
         }
-        // The status is written once, from the last round's observation.
-        let actions: Vec<Action> = plan.actions.into_iter().filter(|a| !matches!(a, Action::PatchStatus(_))).collect();
+        // The status and the events announcing its changes are written once, from the last round.
+        let actions: Vec<Action> = plan
+            .actions
+            .into_iter()
+            .filter(|a| !matches!(a, Action::PatchStatus(_)) && !matches!(a, Action::Event(e) if e.condition))
+            .collect();
         executed += act(kube, bolt, &observed, &actions).await?;
+        if !changed {
+            tokio::time::sleep(SETTLE_DELAY).await;
+        }
         let namespace = current.namespace().unwrap_or_default();
         match kube.get::<MemgraphCluster>(&namespace, &current.name_any()).await? {
             Some(fresh) => current = fresh,

@@ -143,7 +143,7 @@ pub async fn observe<K: Kube>(
         pods.get(&Instance::Write).map(|p| &p.memgraph),
         Some(MemgraphState::Main { replicas: Some(Ok(rows)), .. }) if rows.is_empty()
     );
-    if main_without_replicas && !meta.deleting {
+    if main_without_replicas && spec.read.replicas > 0 && !meta.deleting {
         for (instance, pod) in pods.iter_mut() {
             let address = names.bolt_address(*instance);
             if let MemgraphState::Main { nodes, .. } | MemgraphState::Replica { nodes } = &mut pod.memgraph {

@@ -40,6 +40,8 @@ pub struct PlannedEvent {
     pub action: String,
     /// Details for people.
     pub note: String,
+    /// Announces a condition change (written together with the status), rather than an action.
+    pub condition: bool,
 }
 
 /// One step of a plan. Every action is safe to repeat: the operator may crash after any of them.
@@ -113,6 +115,9 @@ pub struct Plan {
     pub actions: Vec<Action>,
     /// When to reconcile again if nothing else triggers it.
     pub requeue_after: Duration,
+    /// A registered replica whose pod is ready is expected to come in sync shortly (Memgraph
+    /// reconnects within a few heartbeats): worth looking again within this reconcile.
+    pub settling: bool,
 }
 
 impl Plan {
@@ -149,6 +154,17 @@ impl<'a> Planner<'a> {
             reason: reason.to_owned(),
             action: action.to_owned(),
             note,
+            condition: false,
+        }));
+    }
+
+    pub fn condition_event(&mut self, type_: EventType, reason: &str, note: String) {
+        self.actions.push(Action::Event(PlannedEvent {
+            type_,
+            reason: reason.to_owned(),
+            action: "Check".to_owned(),
+            note,
+            condition: true,
         }));
     }
 }
@@ -165,7 +181,7 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
     let mut p = Planner::new(spec, obs, now);
     if obs.cluster.deleting {
         finalize(&mut p);
-        return Plan { actions: p.actions, requeue_after: REQUEUE_BUSY };
+        return Plan { actions: p.actions, requeue_after: REQUEUE_BUSY, settling: false };
     }
     let errors = spec_errors(spec, obs);
     let facts = Facts::derive(&p, errors.is_empty());
@@ -191,7 +207,12 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
         let until = due.duration_since(now).as_secs().max(1) as u64;
         requeue_after = requeue_after.min(Duration::from_secs(until));
     }
-    Plan { actions: p.actions, requeue_after }
+    let settling = facts.main.rows().is_some()
+        && facts
+            .replicas
+            .values()
+            .any(|r| r.desired && r.ready_replica && r.row.is_some() && !r.routable && !r.diverged);
+    Plan { actions: p.actions, requeue_after, settling }
 }
 
 fn idle_requeue(spec: &MemgraphClusterSpec) -> Duration {

@@ -45,6 +45,33 @@ pub(super) fn plan_replication(p: &mut Planner<'_>, facts: &Facts) {
         }
         let instance = Instance::Read(index);
         let name = instance.replica_name();
+        if r.ready_main {
+            // A read pod that is MAIN came up without its replication state (new or wiped
+            // volume). Demote it only if it has no replicas of its own: otherwise someone made
+            // it a MAIN on purpose and a person must decide. Its old registration, if any, is
+            // bound to the instance it replaced, so it is dropped and made again.
+            let own_rows = p.obs.pods.get(&instance).and_then(|pod| match &pod.memgraph {
+                MemgraphState::Main { replicas: Some(Ok(rows)), .. } => Some(rows.len()),
+                _ => None,
+            });
+            if own_rows == Some(0) {
+                p.push(Action::SetReplicaRole(instance));
+                p.event(
+                    EventType::Normal,
+                    "ReplicaRoleSet",
+                    "SetReplicaRole",
+                    format!(
+                        "Set {} to REPLICA (it started as a MAIN, probably with a new volume)",
+                        p.names.pod(instance)
+                    ),
+                );
+                if r.row.is_some() {
+                    drop_replica(p, &name, "its pod came back as a new MAIN");
+                }
+                register(p, index);
+            }
+            continue;
+        }
         match &r.row {
             Some(row) => {
                 let why = if row.data.is_none() {
@@ -70,26 +97,6 @@ pub(super) fn plan_replication(p: &mut Planner<'_>, facts: &Facts) {
                 }
             }
             None if r.ready_replica => register(p, index),
-            None if r.ready_main => {
-                // A read pod that is MAIN came up without its replication state (new or wiped
-                // volume). Demote it only if it has no replicas of its own: otherwise someone
-                // made it a MAIN on purpose and a person must decide.
-                let pod = p.obs.pods.get(&instance);
-                let own_rows = pod.and_then(|pod| match &pod.memgraph {
-                    MemgraphState::Main { replicas: Some(Ok(rows)), .. } => Some(rows.len()),
-                    _ => None,
-                });
-                if own_rows == Some(0) {
-                    p.push(Action::SetReplicaRole(instance));
-                    p.event(
-                        EventType::Normal,
-                        "ReplicaRoleSet",
-                        "SetReplicaRole",
-                        format!("Set {} to REPLICA (it started as a MAIN)", p.names.pod(instance)),
-                    );
-                    register(p, index);
-                }
-            }
             None => {}
         }
     }

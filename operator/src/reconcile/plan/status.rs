@@ -185,9 +185,9 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
         let routine_start = previous.is_none() && matches!(v.type_, WRITE_READY | REPLICAS_READY);
         if changed && !routine_start && v.status != "Unknown" {
             if is_problem(v.type_, v.status) {
-                p.event(EventType::Warning, v.reason, "Check", v.message.clone());
+                p.condition_event(EventType::Warning, v.reason, v.message.clone());
             } else if previous.is_some_and(|c| is_problem(&c.type_, &c.status)) {
-                p.event(EventType::Normal, v.reason, "Check", v.message.clone());
+                p.condition_event(EventType::Normal, v.reason, v.message.clone());
             }
         }
     }
