@@ -1,0 +1,376 @@
+//! Starting, observing and stopping an instance.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::{AbortHandle, JoinSet};
+
+use crate::bolt::session;
+use crate::clock::{Clock, IdSource};
+use crate::config::Config;
+use crate::datadir::DataDir;
+use crate::engine::{Core, Instance, ReplicaRole, RoleState};
+use crate::net::{DynListener, DynNetwork, Network};
+use crate::replication::{
+    PersistedRole, ReplicaClient, ReplicaState, ReplicaStatus, Role, load_state, main_side, replica_side,
+};
+use crate::storage::durability::{Durability, DurabilityConfig, DurabilityError};
+use crate::value::Node;
+
+/// Why an instance did not start (Memgraph exits in these cases).
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A fatal startup check.
+    #[error("{0}")]
+    Config(String),
+    /// Snapshot/WAL recovery failed.
+    #[error(transparent)]
+    Recovery(#[from] DurabilityError),
+    /// The Bolt port could not be bound.
+    #[error("couldn't bind the Bolt port {port}: {source}")]
+    BoltBind {
+        /// Requested port.
+        port: u16,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A restored REPLICA could not bind its replication port (fatal in community mode).
+    #[error("couldn't bind the replication port {port}: {source}")]
+    ReplicationBind {
+        /// Requested port.
+        port: u16,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Entry point.
+pub struct Server;
+
+impl Server {
+    /// Starts an instance on the current tokio runtime: runs the startup checks, recovers data and
+    /// replication state, binds the Bolt port and spawns the server tasks. Returns once bound.
+    pub async fn start<N, D, C>(
+        config: Config,
+        net: N,
+        datadir: D,
+        clock: C,
+        ids: IdSource,
+    ) -> Result<ServerHandle, StartError>
+    where
+        N: Network,
+        D: DataDir,
+        C: Clock,
+    {
+        startup_checks(&config)?;
+        let dir: Arc<dyn DataDir> = Arc::new(datadir);
+        let net: Arc<dyn DynNetwork> = Arc::new(net);
+        let clock: Arc<dyn Clock> = Arc::new(clock);
+
+        let mut durability = Durability::new(
+            dir.clone(),
+            DurabilityConfig {
+                wal_enabled: config.wal_enabled,
+                flush_every_n_tx: config.wal_flush_every_n_tx,
+                wal_file_size: config.wal_file_size_kib.saturating_mul(1024),
+                retention: config.snapshot_retention_count as usize,
+            },
+        );
+        let recovered = durability.recover(config.data_recovery_on_startup, &ids)?;
+        let persisted = if config.restore_replication_state {
+            load_state(dir.as_ref())
+        } else {
+            tracing::warn!(
+                "Replication configuration will NOT be stored. When the server restarts, replication state will be forgotten."
+            );
+            None
+        };
+        tracing::info!(
+            version = %config.memgraph_version,
+            ts = recovered.storage.ts,
+            nodes = recovered.storage.graph.nodes.len(),
+            "recovered storage"
+        );
+
+        let bolt = net
+            .bind(config.bolt_port)
+            .await
+            .map_err(|source| StartError::BoltBind { port: config.bolt_port, source })?;
+        let bolt_port = bolt.local_port();
+
+        // A restored replica needs its replication port before anything else runs.
+        let mut repl_listener: Option<(Box<dyn DynListener>, u16, String)> = None;
+        let mut main_state: Option<(String, Vec<Arc<ReplicaClient>>)> = None;
+        match persisted {
+            Some(PersistedRole::Replica { port, main_uuid }) => {
+                let l = net.bind(port).await.map_err(|source| StartError::ReplicationBind { port, source })?;
+                repl_listener = Some((l, port, main_uuid));
+            }
+            Some(PersistedRole::Main { main_uuid, mut replicas }) => {
+                // The store is keyed by name, so replicas come back sorted by name.
+                replicas.sort_by(|a, b| a.name.cmp(&b.name));
+                let clients =
+                    replicas.into_iter().map(|r| ReplicaClient::new(r.name, r.mode, r.endpoint, true)).collect();
+                main_state = Some((main_uuid, clients));
+            }
+            None => {}
+        }
+        let placeholder_role = RoleState::Main { main_uuid: String::new(), replicas: Vec::new() };
+        let core = Core {
+            storage: recovered.storage,
+            durability,
+            role: placeholder_role,
+            log: VecDeque::from(recovered.log),
+            dead: false,
+            next_snapshot_micros: None,
+        };
+        let inst = Instance::new(config, clock, ids, net, core);
+
+        let role = match (repl_listener, main_state) {
+            (Some((listener, port, main_uuid)), _) => {
+                let bound_port = listener.local_port();
+                let server = inst.spawn(replica_side::serve(inst.clone(), listener));
+                RoleState::Replica(ReplicaRole { port, bound_port, main_uuid, server, staged: None })
+            }
+            (None, Some((main_uuid, replicas))) => RoleState::Main { main_uuid, replicas },
+            (None, None) => RoleState::Main { main_uuid: inst.ids.uuid(), replicas: Vec::new() },
+        };
+        let clients = match &role {
+            RoleState::Main { replicas, .. } => replicas.clone(),
+            RoleState::Replica(_) => Vec::new(),
+        };
+        {
+            let mut core = inst.core();
+            core.role = role;
+            inst.persist_role(&core);
+        }
+        for c in &clients {
+            main_side::start_checks(&inst, c);
+        }
+        if inst.cfg.snapshot_interval_sec > 0 {
+            let i = inst.clone();
+            inst.spawn(periodic_snapshots(i));
+        }
+        let bolt_task = inst.spawn(accept_bolt(inst.clone(), bolt));
+        tracing::info!(bolt_port, "fake Memgraph {} is ready", inst.version);
+        Ok(ServerHandle { inst, bolt_port, bolt_task })
+    }
+}
+
+fn startup_checks(c: &Config) -> Result<(), StartError> {
+    if c.wal_enabled && c.snapshot_interval_sec == 0 {
+        return Err(StartError::Config(
+            "In order to use write-ahead-logging you must enable periodic snapshots by setting the snapshot interval to a value larger than 0".into(),
+        ));
+    }
+    if c.management_port != 0 && !c.wal_enabled && c.memgraph_version >= crate::version::NEWEST {
+        return Err(StartError::Config(
+            "High availability data instances must run with --storage-wal-enabled=true".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn accept_bolt(inst: Arc<Instance>, mut listener: Box<dyn DynListener>) {
+    let mut sessions = JoinSet::new();
+    loop {
+        while sessions.try_join_next().is_some() {}
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                sessions.spawn(session::serve(inst.clone(), stream, peer));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "bolt accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn periodic_snapshots(inst: Arc<Instance>) {
+    let interval = Duration::from_secs(inst.cfg.snapshot_interval_sec);
+    loop {
+        let due = inst.now() + i64::try_from(interval.as_micros()).unwrap_or(i64::MAX / 2);
+        inst.core().next_snapshot_micros = Some(due);
+        tokio::time::sleep(interval).await;
+        let now = inst.now();
+        let mut core = inst.core();
+        if core.dead {
+            return;
+        }
+        if core.role() == Role::Replica && !inst.version.replicas_write_snapshots() {
+            tracing::warn!("Snapshots are disabled for replicas");
+            continue;
+        }
+        if inst.version.skip_unchanged_periodic_snapshots() && !core.durability.changed_since_snapshot(core.storage.ts)
+        {
+            tracing::info!("Skipping snapshot creation because nothing has changed");
+            continue;
+        }
+        let storage = core.storage.clone();
+        if let Err(e) = core.durability.create_snapshot(&storage, now) {
+            tracing::error!(error = %e, "periodic snapshot failed");
+        }
+    }
+}
+
+/// A running instance: its ports, state for tests and oracles, and stop controls.
+#[derive(Clone)]
+pub struct ServerHandle {
+    inst: Arc<Instance>,
+    bolt_port: u16,
+    bolt_task: AbortHandle,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("bolt_port", &self.bolt_port)
+            .field("role", &self.role())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// The Bolt port actually bound.
+    pub fn bolt_port(&self) -> u16 {
+        self.bolt_port
+    }
+
+    /// The replication port actually bound, when the instance is a REPLICA.
+    pub fn replication_port(&self) -> Option<u16> {
+        match &self.inst.core().role {
+            RoleState::Replica(r) => Some(r.bound_port),
+            RoleState::Main { .. } => None,
+        }
+    }
+
+    /// Current role.
+    pub fn role(&self) -> Role {
+        self.inst.core().role()
+    }
+
+    /// Last committed (durable) timestamp.
+    pub fn timestamp(&self) -> i64 {
+        self.inst.core().storage.ts
+    }
+
+    /// Current epoch id.
+    pub fn epoch(&self) -> String {
+        self.inst.core().storage.epoch.clone()
+    }
+
+    /// Epoch history `(epoch, last ts)`, oldest first.
+    pub fn epoch_history(&self) -> Vec<(String, i64)> {
+        self.inst.core().storage.history.clone()
+    }
+
+    /// The default database's UUID.
+    pub fn db_uuid(&self) -> String {
+        self.inst.core().storage.db_uuid.clone()
+    }
+
+    /// The UUID of the MAIN this instance follows (replica) or is (main).
+    pub fn main_uuid(&self) -> String {
+        match &self.inst.core().role {
+            RoleState::Main { main_uuid, .. } => main_uuid.clone(),
+            RoleState::Replica(r) => r.main_uuid.clone(),
+        }
+    }
+
+    /// Number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.inst.core().storage.graph.nodes.len()
+    }
+
+    /// Order-independent fingerprint of the data; equal digests mean equal data.
+    pub fn digest(&self) -> u64 {
+        self.inst.core().storage.graph.digest()
+    }
+
+    /// Every node, by id.
+    pub fn nodes(&self) -> Vec<Node> {
+        let core = self.inst.core();
+        core.storage.graph.nodes.keys().filter_map(|id| core.storage.graph.node(*id)).collect()
+    }
+
+    /// The registered replicas as this MAIN sees them (empty on a REPLICA).
+    pub fn replicas(&self) -> Vec<ReplicaStatus> {
+        let core = self.inst.core();
+        let RoleState::Main { replicas, .. } = &core.role else {
+            return Vec::new();
+        };
+        replicas
+            .iter()
+            .map(|r| {
+                let st = r.status();
+                ReplicaStatus {
+                    name: r.name.clone(),
+                    socket_address: r.endpoint.clone(),
+                    mode: r.mode,
+                    state: st.active.then_some(st.state),
+                    ts: st.ts,
+                }
+            })
+            .collect()
+    }
+
+    /// The state of one replica by name (`None` if not registered or a stale row).
+    pub fn replica_state(&self, name: &str) -> Option<ReplicaState> {
+        self.replicas().into_iter().find(|r| r.name == name).and_then(|r| r.state)
+    }
+
+    /// Whether the instance is still running (not killed or shut down).
+    pub fn is_running(&self) -> bool {
+        !self.inst.core().dead
+    }
+
+    /// Graceful stop: stop serving, flush and finalize the WAL, take the on-exit snapshot if
+    /// configured, then end every task.
+    pub async fn shutdown(&self) {
+        self.bolt_task.abort();
+        let _serial = self.inst.commit_lock.lock().await;
+        {
+            let now = self.inst.now();
+            let mut core = self.inst.core();
+            if core.dead {
+                return;
+            }
+            let may_snapshot = core.role() == Role::Main || self.inst.version.replicas_write_snapshots();
+            if self.inst.cfg.snapshot_on_exit && may_snapshot {
+                let storage = core.storage.clone();
+                if let Err(e) = core.durability.create_snapshot(&storage, now) {
+                    tracing::error!(error = %e, "snapshot on exit failed");
+                }
+            }
+            if let Err(e) = core.durability.finalize_wal() {
+                tracing::error!(error = %e, "couldn't finalize the WAL");
+            }
+            core.dead = true;
+            core.durability.kill();
+            stop_replica_clients(&core);
+        }
+        self.inst.abort_all();
+        tracing::info!("shut down");
+    }
+
+    /// Crash: drop unflushed WAL records, take no snapshot, end every task now.
+    pub fn kill(&self) {
+        {
+            let mut core = self.inst.core();
+            core.dead = true;
+            core.durability.kill();
+            stop_replica_clients(&core);
+        }
+        self.inst.abort_all();
+        tracing::info!("killed");
+    }
+}
+
+fn stop_replica_clients(core: &Core) {
+    match &core.role {
+        RoleState::Main { replicas, .. } => replicas.iter().for_each(|r| r.stop()),
+        RoleState::Replica(r) => r.server.abort(),
+    }
+}
