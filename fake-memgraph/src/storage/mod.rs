@@ -138,7 +138,8 @@ impl Storage {
     /// Starts `epoch`, keeping the current one (and its last timestamp) in the history.
     pub fn switch_epoch(&mut self, epoch: String) {
         let old = std::mem::replace(&mut self.epoch, epoch);
-        if !self.history.iter().any(|(e, _)| *e == old) {
+        // An epoch in which nothing was ever committed has no history worth keeping.
+        if self.ts != 0 && !self.history.iter().any(|(e, _)| *e == old) {
             self.history.push((old, self.ts));
         }
     }
