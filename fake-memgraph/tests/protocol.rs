@@ -231,6 +231,11 @@ async fn garbage_closes_only_that_connection() {
     s.write_all(&[0x00, 0x10, 0xB1]).await.unwrap();
     drop(s);
 
+    // Absurdly nested queries are refused, not a stack overflow.
+    let deep = format!("RETURN {}1{}", "(".repeat(20_000), ")".repeat(20_000));
+    let e = healthy.query(&deep).await.unwrap_err();
+    assert!(e.server_message().unwrap().contains("maximum nesting depth exceeded"));
+
     assert_eq!(healthy.query("RETURN 1 AS ping").await.unwrap().single(), Some(&Value::Int(1)));
 }
 

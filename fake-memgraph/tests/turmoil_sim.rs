@@ -130,6 +130,10 @@ fn scenario(seed: u64) -> Vec<String> {
         let current = *lock(&phase);
         match current {
             Phase::CrashReplica => {
+                // Mark the old server dead so nothing reads it as alive, then crash the host.
+                if let Some(h) = lock(&handles).get("replica") {
+                    h.kill();
+                }
                 sim.crash("replica");
                 lock(&trace).push(format!("crash at {:?}", sim.elapsed()));
                 *lock(&phase) = Phase::ReplicaDown;
@@ -177,4 +181,118 @@ fn replication_runs_unchanged_on_turmoil_and_replays_from_the_seed() {
         other.iter().find(|l| l.starts_with("main:")),
         "ids come from the seed"
     );
+}
+
+/// What the stall scenario observed.
+#[derive(Debug, PartialEq)]
+struct Stall {
+    /// How long after the link stalled the MAIN marked the replica invalid.
+    invalid_after: Option<Duration>,
+    /// Whether `SHOW REPLICAS` during the stall failed to answer within 2 s.
+    show_replicas_blocked: bool,
+    /// Status once the link is healthy again.
+    final_status: Option<Value>,
+}
+
+/// MAIN + ASYNC replica; the link between them stalls (messages held) for 4 s, then recovers.
+fn stall(version: &str) -> Stall {
+    let phase: Shared<Phase> = Arc::new(Mutex::new(Phase::Running));
+    let handles: Shared<BTreeMap<&'static str, ServerHandle>> = Arc::default();
+    let result: Shared<(bool, Option<Value>)> = Arc::default();
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(5)
+        .tick_duration(Duration::from_millis(1))
+        .simulation_duration(Duration::from_secs(120))
+        .build();
+    let mut flags = vec![format!("--memgraph-version={version}"), "--fake-replica-check-frequency-ms=100".to_string()];
+    // 2.21/2.22 have no RPC timeouts at all; keep the version's behaviour there.
+    if version >= "3.0" {
+        flags.push("--fake-rpc-timeout-ms=500".to_string());
+    }
+    for (name, id_seed) in [("main", 1u64), ("replica", 2u64)] {
+        let (dir, handles, flags) = (MemDataDir::default(), handles.clone(), flags.clone());
+        sim.host(name, move || {
+            let (dir, handles, flags) = (dir.clone(), handles.clone(), flags.clone());
+            async move {
+                let cfg = Config::parse_args(flags)?;
+                let h = Server::start(cfg, TurmoilNet, dir, turmoil_clock(0), IdSource::seeded(id_seed)).await?;
+                lock(&handles).insert(name, h);
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+    }
+    let (p, res) = (phase.clone(), result.clone());
+    sim.client("driver", async move {
+        connect("replica:7687").await?.query("SET REPLICATION ROLE TO REPLICA WITH PORT 10000").await?;
+        let mut main = connect("main:7687").await?;
+        main.query("REGISTER REPLICA r ASYNC TO \"replica:10000\"").await?;
+        main.query("CREATE (:Before)").await?;
+        // Let the ASYNC commit arrive first: a failed commit marks the replica invalid at once,
+        // and this scenario is about heartbeats.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        *lock(&p) = Phase::CrashReplica;
+        wait_phase(&p, Phase::ReplicaDown).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut probe = connect("main:7687").await?;
+        let blocked = tokio::time::timeout(Duration::from_secs(2), probe.query("SHOW REPLICAS")).await.is_err();
+        lock(&res).0 = blocked;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        *lock(&p) = Phase::BounceReplica;
+        wait_phase(&p, Phase::ReplicaUp).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let r = connect("main:7687").await?.query("SHOW REPLICAS").await?;
+        lock(&res).1 = r.rows[0][4]
+            .as_map()
+            .and_then(|m| m.get("memgraph"))
+            .and_then(Value::as_map)
+            .and_then(|m| m.get("status"))
+            .cloned();
+        Ok(())
+    });
+    let mut stalled_at = None;
+    let mut invalid_after = None;
+    loop {
+        if sim.step().unwrap_or_else(|e| panic!("simulation failed: {e}")) {
+            break;
+        }
+        let current = *lock(&phase);
+        match current {
+            Phase::CrashReplica => {
+                sim.hold("main", "replica");
+                stalled_at = Some(sim.elapsed());
+                *lock(&phase) = Phase::ReplicaDown;
+            }
+            Phase::BounceReplica => {
+                sim.release("main", "replica");
+                *lock(&phase) = Phase::ReplicaUp;
+            }
+            Phase::ReplicaDown if invalid_after.is_none() => {
+                let state = lock(&handles).get("main").and_then(|h| h.replica_state("r"));
+                if state == Some(fake_memgraph::ReplicaState::Invalid) {
+                    invalid_after = stalled_at.map(|t| sim.elapsed() - t);
+                }
+            }
+            _ => {}
+        }
+    }
+    let (show_replicas_blocked, final_status) = lock(&result).clone();
+    Stall { invalid_after, show_replicas_blocked, final_status }
+}
+
+#[test]
+fn heartbeat_threshold_and_blocking_show_replicas_per_version() {
+    // 3.12: three missed heartbeats (each waiting out its timeout) before `invalid`; SHOW REPLICAS
+    // answers from cached state, and the replica is ready again after the stall.
+    let new = stall("3.12");
+    let after = new.invalid_after.expect("marked invalid during the stall");
+    assert!(after >= Duration::from_millis(1200) && after < Duration::from_secs(3), "{after:?}");
+    assert!(!new.show_replicas_blocked);
+    assert_eq!(new.final_status, Some(Value::from("ready")));
+
+    // 2.22: no RPC timeouts, so the check and SHOW REPLICAS hang on the stalled link.
+    let old = stall("2.22");
+    assert_eq!(old.invalid_after, None);
+    assert!(old.show_replicas_blocked);
+    assert_eq!(old.final_status, Some(Value::from("ready")));
 }

@@ -259,6 +259,20 @@ mod tests {
     }
 
     #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        for q in [
+            format!("RETURN {}1{}", "(".repeat(100_000), ")".repeat(100_000)),
+            format!("RETURN {}1", "-".repeat(100_000)),
+            format!("RETURN {}true", "NOT ".repeat(100_000)),
+            format!("SET REPLICATION ROLE TO REPLICA WITH PORT {}", "[".repeat(100_000)),
+        ] {
+            let e = p(&q).unwrap_err();
+            assert!(e.contains("maximum nesting depth exceeded"), "{e}");
+        }
+        assert!(p(&format!("RETURN {}1{} AS x", "(".repeat(30), ")".repeat(30))).is_ok());
+    }
+
+    #[test]
     fn semantic_errors() {
         let check = |q: &str| match p(q).unwrap() {
             Statement::Cypher(c) => check_semantics(&c),

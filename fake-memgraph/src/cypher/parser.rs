@@ -9,7 +9,7 @@ use crate::version::MgVersion;
 /// Parses one query for the emulated `version`.
 pub fn parse(src: &str, version: MgVersion) -> Result<Statement, SyntaxError> {
     let toks = lex(src)?;
-    let mut p = Parser { src, toks, pos: 0, version };
+    let mut p = Parser { src, toks, pos: 0, version, depth: 0 };
     let stmt = p.statement()?;
     if p.peek().is_sym(";") {
         p.pos += 1;
@@ -20,11 +20,16 @@ pub fn parse(src: &str, version: MgVersion) -> Result<Statement, SyntaxError> {
     Ok(stmt)
 }
 
+/// Deepest nesting of expressions and literals; deeper input is refused instead of overflowing the
+/// stack.
+const MAX_NESTING: usize = 64;
+
 struct Parser<'a> {
     src: &'a str,
     toks: Vec<Token>,
     pos: usize,
     version: MgVersion,
+    depth: usize,
 }
 
 type PResult<T> = Result<T, SyntaxError>;
@@ -201,8 +206,24 @@ impl Parser<'_> {
         }
     }
 
+    fn enter(&mut self) -> PResult<()> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            let t = self.peek();
+            return Err(self.error_at(t, format!("maximum nesting depth exceeded at input '{}'", t.text(self.src))));
+        }
+        Ok(())
+    }
+
     /// A literal: number, string, boolean, null, list or map of literals.
     fn literal(&mut self) -> PResult<Value> {
+        self.enter()?;
+        let v = self.literal_inner();
+        self.depth -= 1;
+        v
+    }
+
+    fn literal_inner(&mut self) -> PResult<Value> {
         let t = self.peek().clone();
         let v = match &t.tok {
             Tok::Int(i) => Value::Int(*i),
@@ -374,7 +395,10 @@ impl Parser<'_> {
     }
 
     fn expr(&mut self) -> PResult<Expr> {
-        self.binary_level(0)
+        self.enter()?;
+        let e = self.binary_level(0);
+        self.depth -= 1;
+        e
     }
 
     fn binary_level(&mut self, level: usize) -> PResult<Expr> {
@@ -398,7 +422,10 @@ impl Parser<'_> {
 
     fn not_expr(&mut self) -> PResult<Expr> {
         if self.accept_kw("NOT") {
-            return Ok(Expr::Not(Box::new(self.not_expr()?)));
+            self.enter()?;
+            let e = self.not_expr();
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(e?)));
         }
         self.comparison()
     }
@@ -459,15 +486,21 @@ impl Parser<'_> {
 
     fn unary(&mut self) -> PResult<Expr> {
         if self.accept_sym("-") {
+            self.enter()?;
+            let inner = self.unary();
+            self.depth -= 1;
             // Fold negative literals so `-9` is a literal, as in Cypher.
-            return Ok(match self.unary()? {
+            return Ok(match inner? {
                 Expr::Literal(Value::Int(i)) => Expr::Literal(Value::Int(i.wrapping_neg())),
                 Expr::Literal(Value::Float(f)) => Expr::Literal(Value::Float(-f)),
                 e => Expr::Neg(Box::new(e)),
             });
         }
         if self.accept_sym("+") {
-            return self.unary();
+            self.enter()?;
+            let inner = self.unary();
+            self.depth -= 1;
+            return inner;
         }
         self.postfix()
     }
