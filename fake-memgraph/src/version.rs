@@ -113,6 +113,17 @@ impl MgVersion {
         self.at_least(2, 22)
     }
 
+    /// 3.8+: `RECOVER SNAPSHOT ... WITH CONFIG {...}` (remote sources).
+    pub fn recover_with_config(self) -> bool {
+        self.at_least(3, 8)
+    }
+
+    /// 3.0+: a transaction finding an ASYNC replica still replicating marks it `invalid`
+    /// (2.21/2.22: `recovery`).
+    pub fn missed_txn_marks_invalid(self) -> bool {
+        self.at_least(3, 0)
+    }
+
     /// ≤3.4: `SHOW SNAPSHOTS` has an extra row for the next scheduled snapshot.
     pub fn show_snapshots_has_next_row(self) -> bool {
         !self.at_least(3, 5)

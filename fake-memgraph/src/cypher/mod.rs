@@ -205,6 +205,8 @@ mod tests {
         assert!(parse("SHOW NEXT SNAPSHOT", v("3.4")).is_err());
         assert!(parse("SHOW NEXT SNAPSHOT", v("3.5")).is_ok());
         assert!(parse("RECOVER SNAPSHOT '/x' FORCE", v("2.21")).is_err());
+        assert!(parse("RECOVER SNAPSHOT 's3://b/x' WITH CONFIG {aws_region: 'eu'} FORCE", v("3.7")).is_err());
+        assert!(parse("RECOVER SNAPSHOT 's3://b/x' WITH CONFIG {aws_region: 'eu'} FORCE", v("3.8")).is_ok());
         assert_eq!(
             parse("RECOVER SNAPSHOT '/x' FORCE", v("2.22")).unwrap(),
             Statement::Snapshot(SnapshotQuery::Recover { path: Value::from("/x"), force: true })

@@ -123,6 +123,11 @@ impl Parser<'_> {
             self.pos += 1;
             self.expect_kw("SNAPSHOT")?;
             let path = self.literal()?;
+            if self.version.recover_with_config() && self.accept_kw("WITH") {
+                // Credentials for remote sources; remote sources are not emulated.
+                self.expect_kw("CONFIG")?;
+                self.literal()?;
+            }
             let force = self.accept_kw("FORCE");
             return Ok(Statement::Snapshot(SnapshotQuery::Recover { path, force }));
         }

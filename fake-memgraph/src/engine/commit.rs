@@ -113,7 +113,11 @@ impl Instance {
                         }
                         (SyncMode::Async, ReplicaState::Replicating) => {
                             // The previous transaction is still in flight: this one is missed.
-                            st.state = ReplicaState::Invalid;
+                            st.state = if self.version.missed_txn_marks_invalid() {
+                                ReplicaState::Invalid
+                            } else {
+                                ReplicaState::Recovery
+                            };
                         }
                         (SyncMode::Async, _) => {}
                     }
