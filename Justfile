@@ -5,6 +5,10 @@
 default:
     @just --list
 
+# The simulation: a seeded fault-injection sweep (pass arguments, e.g. `just sim --seed 7 --timeline`).
+sim *args:
+    cargo run --release -p sim -- {{args}}
+
 # Run every test of the workspace (what CI runs after fmt and clippy).
 test:
     cargo test --workspace --locked

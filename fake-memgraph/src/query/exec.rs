@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{QueryError, QueryOutput};
 use crate::cypher::ast::{BinOp, Clause, CypherQuery, Expr, NodePattern, Return};
 use crate::storage::{Graph, NodeData, Op, to_node};
-use crate::value::{Node, Value};
+use crate::value::Value;
 
 /// Functions the executor knows (checked at RUN time, as Memgraph does).
 pub const FUNCTIONS: &[&str] = &[
@@ -54,18 +54,13 @@ fn rt(msg: impl Into<String>) -> QueryError {
 }
 
 impl ExecEnv<'_> {
-    fn visible_nodes(&self) -> Vec<Node> {
-        let mut out: Vec<Node> = self
-            .graph
-            .nodes
-            .iter()
-            .filter(|(id, _)| !self.tx.deleted.contains(id))
-            .map(|(id, d)| to_node(*id, d))
-            .collect();
-        out.extend(
-            self.tx.created.iter().filter(|(id, _)| !self.tx.deleted.contains(id)).map(|(id, d)| to_node(*id, d)),
-        );
-        out.sort_by_key(|n| n.id);
+    /// Nodes visible to the transaction, in id order, borrowed: scans only build the nodes
+    /// they match.
+    fn visible_nodes(&self) -> Vec<(i64, &NodeData)> {
+        let mut out: Vec<(i64, &NodeData)> =
+            self.graph.nodes.iter().filter(|(id, _)| !self.tx.deleted.contains(id)).map(|(id, d)| (*id, d)).collect();
+        out.extend(self.tx.created.iter().filter(|(id, _)| !self.tx.deleted.contains(id)).map(|(id, d)| (*id, d)));
+        out.sort_by_key(|(id, _)| *id);
         out
     }
 
@@ -199,24 +194,28 @@ impl ExecEnv<'_> {
             want.push((k, self.eval(e, row)?));
         }
         let bound = p.var.as_ref().and_then(|v| row.get(v));
-        for n in self.visible_nodes() {
+        for (id, data) in self.visible_nodes() {
             if let Some(b) = bound {
                 match b {
-                    Value::Node(bn) if bn.id == n.id => {}
+                    Value::Node(bn) if bn.id == id => {}
                     _ => continue,
                 }
             }
-            if !p.labels.iter().all(|l| n.labels.contains(l)) {
+            if !p.labels.iter().all(|l| data.labels.contains(l)) {
                 continue;
             }
             let props_ok = want.iter().all(|(k, v)| {
-                n.properties
-                    .get(*k)
-                    .is_some_and(|have| matches!(binary(BinOp::Eq, have.clone(), v.clone()), Ok(Value::Bool(true))))
+                data.properties.get(*k).is_some_and(|have| match (have, v) {
+                    // The common case without copying values; anything else follows Cypher's `=`.
+                    (Value::Int(a), Value::Int(b)) => a == b,
+                    (Value::String(a), Value::String(b)) => a == b,
+                    _ => matches!(binary(BinOp::Eq, have.clone(), v.clone()), Ok(Value::Bool(true))),
+                })
             });
             if !props_ok {
                 continue;
             }
+            let n = to_node(id, data);
             let mut r = row.clone();
             if let Some(v) = &p.var {
                 r.insert(v.clone(), Value::Node(n));

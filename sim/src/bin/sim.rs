@@ -1,0 +1,278 @@
+//! `sim`: seeded fault-injection runs of the operator against fake Memgraph pods.
+//!
+//! With no arguments it sweeps a default set of seeds (about a minute on 2 cores) and prints a
+//! summary; `--seed N` replays one run exactly and can print its timeline.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use sim::world::faults::{FaultClass, Schedule};
+use sim::world::run::{RunConfig, RunReport, run};
+use sim::world::shrink::shrink;
+
+/// Deterministic simulation of memgraph-operator with injected faults.
+#[derive(Parser, Debug)]
+#[command(name = "sim", version, about)]
+struct Cli {
+    /// Replay one run with this seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Number of runs in a sweep (seeds start at --first-seed).
+    #[arg(long, default_value_t = 24)]
+    runs: u64,
+    /// First seed of a sweep.
+    #[arg(long, default_value_t = 1)]
+    first_seed: u64,
+    /// Fault classes to draw from, comma-separated (default: all). `--faults list` lists them.
+    #[arg(long, value_delimiter = ',')]
+    faults: Vec<String>,
+    /// Use every listed fault class in each run instead of a random subset.
+    #[arg(long)]
+    every_class: bool,
+    /// Simulated seconds of faults per run.
+    #[arg(long, default_value_t = 600)]
+    duration: u64,
+    /// Simulated seconds allowed for convergence after the faults stop.
+    #[arg(long, default_value_t = 180)]
+    heal: u64,
+    /// Read replicas at the start.
+    #[arg(long, default_value_t = 3)]
+    replicas: i32,
+    /// Print the timeline of a single run.
+    #[arg(long)]
+    timeline: bool,
+    /// Print reports as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Run each seed twice and fail if the timelines differ.
+    #[arg(long)]
+    check_determinism: bool,
+    /// On failure, shrink the fault schedule to a minimal failing one.
+    #[arg(long)]
+    shrink: bool,
+    /// Replay a fault schedule from a JSON file (as printed by --shrink).
+    #[arg(long)]
+    schedule: Option<PathBuf>,
+    /// Worker threads for a sweep (each run is single-threaded and deterministic).
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+}
+
+fn classes(cli: &Cli) -> Result<Vec<FaultClass>, String> {
+    if cli.faults.is_empty() {
+        return Ok(FaultClass::ALL.to_vec());
+    }
+    cli.faults.iter().map(|f| f.parse()).collect()
+}
+
+fn config(cli: &Cli, seed: u64, classes: &[FaultClass], schedule: Option<Schedule>) -> RunConfig {
+    RunConfig {
+        seed,
+        duration: Duration::from_secs(cli.duration),
+        heal: Duration::from_secs(cli.heal),
+        replicas: cli.replicas,
+        classes: classes.to_vec(),
+        every_class: cli.every_class,
+        schedule,
+    }
+}
+
+fn replay_command(cli: &Cli, seed: u64) -> String {
+    let mut cmd = format!(
+        "cargo run --release -p sim -- --seed {seed} --duration {} --heal {} --replicas {}",
+        cli.duration, cli.heal, cli.replicas
+    );
+    if !cli.faults.is_empty() {
+        cmd.push_str(&format!(" --faults {}", cli.faults.join(",")));
+    }
+    if cli.every_class {
+        cmd.push_str(" --every-class");
+    }
+    cmd.push_str(" --timeline");
+    cmd
+}
+
+fn stats(values: &[u64]) -> String {
+    if values.is_empty() {
+        return "-".to_owned();
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let mean = sorted.iter().sum::<u64>() as f64 / sorted.len() as f64;
+    let p = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "mean {:.1} s, p50 {:.1} s, p95 {:.1} s, max {:.1} s",
+        mean / 1000.0,
+        p(0.5) as f64 / 1000.0,
+        p(0.95) as f64 / 1000.0,
+        p(1.0) as f64 / 1000.0
+    )
+}
+
+fn summary(reports: &[RunReport], wall: Duration, jobs: usize) {
+    let simulated: u64 = reports.iter().map(|r| r.simulated_ms).sum();
+    let mut injected: std::collections::BTreeMap<String, u64> = Default::default();
+    for r in reports {
+        for (k, v) in &r.injected {
+            *injected.entry(k.clone()).or_insert(0) += v;
+        }
+    }
+    let violations: usize = reports.iter().map(|r| r.violations.len()).sum();
+    let failed: Vec<u64> = reports.iter().filter(|r| !r.violations.is_empty()).map(|r| r.seed).collect();
+    let convergence: Vec<u64> = reports.iter().filter_map(|r| r.convergence_ms).collect();
+    let delays: Vec<u64> = reports.iter().flat_map(|r| r.ready_to_routable_ms.iter().copied()).collect();
+    let acked: usize = reports.iter().map(|r| r.workload.0).sum();
+    println!();
+    println!("runs                      {}", reports.len());
+    println!("simulated time            {:.1} min", simulated as f64 / 60_000.0);
+    println!("wall time                 {:.1} s ({jobs} jobs)", wall.as_secs_f64());
+    println!("speed-up over real time   {:.0}x", simulated as f64 / 1000.0 / wall.as_secs_f64().max(1e-9));
+    println!("runs per minute           {:.1}", reports.len() as f64 * 60.0 / wall.as_secs_f64().max(1e-9));
+    println!("convergence after heal    {}", stats(&convergence));
+    println!("ready → routable delay    {}", stats(&delays));
+    println!("acknowledged writes       {acked}");
+    println!("faults injected:");
+    for (class, n) in &injected {
+        println!("  {class:<28} {n}");
+    }
+    println!(
+        "violations                {violations}{}",
+        if failed.is_empty() { String::new() } else { format!(" (seeds {failed:?})") }
+    );
+}
+
+fn print_report(report: &RunReport, cli: &Cli) {
+    if cli.json {
+        println!("{}", serde_json::to_string_pretty(report).unwrap_or_default());
+        return;
+    }
+    if cli.timeline {
+        print!("{}", report.trace.render());
+    }
+    println!(
+        "seed {}: {} simulated s, converged {} after the faults, {} acked writes, digest {:016x}",
+        report.seed,
+        report.simulated_ms / 1000,
+        report.convergence_ms.map_or("never".to_owned(), |ms| format!("{:.1} s", ms as f64 / 1000.0)),
+        report.workload.0,
+        report.digest
+    );
+    for v in &report.violations {
+        println!("  VIOLATION {v}");
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.faults.iter().any(|f| f == "list") {
+        for class in FaultClass::ALL {
+            println!("{class}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let classes = match classes(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: --faults: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let schedule = match &cli.schedule {
+        None => None,
+        Some(path) => match std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("error: --schedule {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+
+    if let Some(seed) = cli.seed {
+        let config = config(&cli, seed, &classes, schedule);
+        let report = run(&config);
+        print_report(&report, &cli);
+        let mut ok = report.violations.is_empty();
+        if cli.check_determinism {
+            let again = run(&config);
+            if again.digest != report.digest {
+                println!("NOT DETERMINISTIC: digests {:016x} and {:016x}", report.digest, again.digest);
+                ok = false;
+            } else {
+                println!("deterministic: the replay produced the same timeline");
+            }
+        }
+        if !ok && cli.shrink {
+            let minimal = shrink(&config, &report.schedule);
+            println!("minimal failing schedule ({} faults):", minimal.faults.len());
+            println!("{}", serde_json::to_string_pretty(&minimal).unwrap_or_default());
+            println!("save it to a file and replay with --seed {seed} --schedule FILE");
+        }
+        if !ok {
+            println!("replay: {}", replay_command(&cli, seed));
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
+
+    // A sweep: seeds on worker threads, reports printed in seed order.
+    let seeds: Vec<u64> = (cli.first_seed..cli.first_seed + cli.runs).collect();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<RunReport>>> = Mutex::new(vec![None; seeds.len()]);
+    let started = Instant::now();
+    let jobs = cli.jobs.max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(&seed) = seeds.get(i) else { break };
+                    let mut report = run(&config(&cli, seed, &classes, None));
+                    if cli.check_determinism {
+                        let again = run(&config(&cli, seed, &classes, None));
+                        if again.digest != report.digest {
+                            report.violations.push(format!(
+                                "not deterministic: digests {:016x} and {:016x}",
+                                report.digest, again.digest
+                            ));
+                        }
+                    }
+                    if let Ok(mut r) = results.lock() {
+                        r[i] = Some(report);
+                    }
+                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    let width = 30;
+                    let filled = n * width / seeds.len();
+                    eprint!("\r[{}{}] {n}/{} runs", "#".repeat(filled), ".".repeat(width - filled), seeds.len());
+                    let _ = std::io::stderr().flush();
+                }
+            });
+        }
+    });
+    eprintln!();
+    let wall = started.elapsed();
+    let reports: Vec<RunReport> = results.into_inner().unwrap_or_default().into_iter().flatten().collect();
+    for report in &reports {
+        if !report.violations.is_empty() || cli.json {
+            print_report(report, &cli);
+        }
+    }
+    summary(&reports, wall, jobs);
+    let failed: Vec<&RunReport> = reports.iter().filter(|r| !r.violations.is_empty()).collect();
+    if failed.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    for report in failed {
+        println!("replay: {}", replay_command(&cli, report.seed));
+    }
+    ExitCode::FAILURE
+}

@@ -1,0 +1,188 @@
+//! Faults: each a class with its own counter. A run picks a subset of classes and an intensity
+//! from its seed and precomputes a schedule (so a failing schedule can be shrunk by removing
+//! entries and replaying); targets are picked when a fault fires, from what exists then.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::rng::Rng;
+
+/// Fault classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultClass {
+    /// Crash a pod's container (unflushed WAL lost; restarted by the kubelet).
+    PodKill,
+    /// Delete a pod gracefully (preStop and on-exit snapshot; recreated by its StatefulSet).
+    PodDelete,
+    /// Lose a read replica's volume, then crash it.
+    VolumeLoss,
+    /// Partition the operator from a pod, both ways.
+    PartitionOperator,
+    /// Partition the MAIN from a replica, both ways.
+    PartitionReplication,
+    /// A one-way partition between two of operator, MAIN and a replica.
+    PartitionOneWay,
+    /// Latency on a replication link.
+    Latency,
+    /// Crash the operator at a random moment.
+    OperatorCrash,
+    /// Crash the operator right after its Nth mutating API call.
+    OperatorCrashAfterWrite,
+    /// Serve the operator an old view of the API.
+    StaleView,
+    /// Drop watch notifications.
+    DroppedNotifications,
+    /// Fail the operator's API writes (conflict, server error, timeout).
+    ApiErrors,
+    /// Scale the read replicas up or down.
+    Scale,
+    /// Change the replication mode.
+    ModeChange,
+    /// Change the snapshot schedule.
+    ScheduleChange,
+    /// Change the image (a rolling restart).
+    ImageChange,
+}
+
+impl FaultClass {
+    /// Every class.
+    pub const ALL: [FaultClass; 16] = [
+        FaultClass::PodKill,
+        FaultClass::PodDelete,
+        FaultClass::VolumeLoss,
+        FaultClass::PartitionOperator,
+        FaultClass::PartitionReplication,
+        FaultClass::PartitionOneWay,
+        FaultClass::Latency,
+        FaultClass::OperatorCrash,
+        FaultClass::OperatorCrashAfterWrite,
+        FaultClass::StaleView,
+        FaultClass::DroppedNotifications,
+        FaultClass::ApiErrors,
+        FaultClass::Scale,
+        FaultClass::ModeChange,
+        FaultClass::ScheduleChange,
+        FaultClass::ImageChange,
+    ];
+
+    /// Command-line name (`pod-kill`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultClass::PodKill => "pod-kill",
+            FaultClass::PodDelete => "pod-delete",
+            FaultClass::VolumeLoss => "volume-loss",
+            FaultClass::PartitionOperator => "partition-operator",
+            FaultClass::PartitionReplication => "partition-replication",
+            FaultClass::PartitionOneWay => "partition-one-way",
+            FaultClass::Latency => "latency",
+            FaultClass::OperatorCrash => "operator-crash",
+            FaultClass::OperatorCrashAfterWrite => "operator-crash-after-write",
+            FaultClass::StaleView => "stale-view",
+            FaultClass::DroppedNotifications => "dropped-notifications",
+            FaultClass::ApiErrors => "api-errors",
+            FaultClass::Scale => "scale",
+            FaultClass::ModeChange => "mode-change",
+            FaultClass::ScheduleChange => "schedule-change",
+            FaultClass::ImageChange => "image-change",
+        }
+    }
+}
+
+impl fmt::Display for FaultClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for FaultClass {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FaultClass::ALL.into_iter().find(|c| c.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = FaultClass::ALL.iter().map(|c| c.name()).collect();
+            format!("unknown fault class '{s}'; known classes: {}", names.join(", "))
+        })
+    }
+}
+
+/// One scheduled fault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// When it fires, in simulated time.
+    pub at: Duration,
+    /// Its class.
+    pub class: FaultClass,
+    /// Random number that picks targets and variants when it fires.
+    pub pick: u64,
+    /// How long it lasts (windows: partitions, latency, API faults, operator downtime).
+    pub lasts: Duration,
+}
+
+/// A run's faults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    /// In firing order.
+    pub faults: Vec<Fault>,
+}
+
+impl Schedule {
+    /// Draw a schedule over `duration` from `rng`: a random non-empty subset of `allowed` (all
+    /// of them when `every_class`) and a random intensity.
+    pub fn generate(rng: &mut Rng, duration: Duration, allowed: &[FaultClass], every_class: bool) -> Schedule {
+        let mut classes: Vec<FaultClass> =
+            if every_class { allowed.to_vec() } else { allowed.iter().copied().filter(|_| rng.chance(0.5)).collect() };
+        if classes.is_empty() && !allowed.is_empty() {
+            let i = usize::try_from(rng.below(allowed.len() as u64)).unwrap_or(0);
+            classes.push(allowed[i]);
+        }
+        // Mean gap between faults: 3 s (intense) to 20 s (calm).
+        let mean_gap_ms = 3_000 + rng.below(17_000);
+        let mut faults = Vec::new();
+        let mut at = Duration::from_millis(5_000 + rng.below(5_000));
+        while at < duration && !classes.is_empty() {
+            let i = usize::try_from(rng.below(classes.len() as u64)).unwrap_or(0);
+            let lasts = Duration::from_millis(1_000 + rng.below(15_000));
+            faults.push(Fault { at, class: classes[i], pick: rng.next_u64(), lasts });
+            at += Duration::from_millis(mean_gap_ms / 2 + rng.below(mean_gap_ms));
+        }
+        Schedule { faults }
+    }
+
+    /// Faults per class.
+    pub fn counts(&self) -> BTreeMap<FaultClass, u64> {
+        let mut counts = BTreeMap::new();
+        for fault in &self.faults {
+            *counts.entry(fault.class).or_insert(0) += 1;
+        }
+        counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for class in FaultClass::ALL {
+            assert_eq!(class.name().parse::<FaultClass>(), Ok(class));
+        }
+        assert!("nonsense".parse::<FaultClass>().unwrap_err().contains("pod-kill"));
+    }
+
+    #[test]
+    fn schedules_are_deterministic_and_ordered() {
+        let a = Schedule::generate(&mut Rng::new(3), Duration::from_secs(600), &FaultClass::ALL, false);
+        let b = Schedule::generate(&mut Rng::new(3), Duration::from_secs(600), &FaultClass::ALL, false);
+        assert_eq!(a, b);
+        assert!(!a.faults.is_empty());
+        assert!(a.faults.windows(2).all(|w| w[0].at < w[1].at));
+        let every = Schedule::generate(&mut Rng::new(3), Duration::from_secs(3600), &FaultClass::ALL, true);
+        assert!(every.counts().len() > 10, "{:?}", every.counts());
+    }
+}

@@ -1,0 +1,335 @@
+//! The kubelet of the simulation: every pod is a turmoil host named by its DNS name, running
+//! fake-memgraph on turmoil's TCP with its volume kept outside the host so it survives restarts.
+//! Pods have a startup delay, readiness, restart counts, graceful deletion within the grace
+//! period (the write pod's preStop snapshot is fake-memgraph's snapshot on exit), and crashes.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use fake_memgraph::{Config, IdSource, MemDataDir, ServerHandle, TurmoilNet};
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+use turmoil::Sim;
+
+use super::rng::Rng;
+use super::time::SimClock;
+use super::trace::Trace;
+use crate::apiserver::{ApiServer, Key};
+use crate::controllers::sync_statefulsets;
+use crate::kubelet::{pod_host, version_of_image};
+
+/// What a pod's host needs to start Memgraph.
+#[derive(Clone)]
+struct Launch {
+    args: Vec<String>,
+    volume: MemDataDir,
+    seed: u64,
+    startup_delay: Duration,
+}
+
+/// Shared between the kubelet (driver side) and a pod's host software.
+#[derive(Default)]
+struct Slot {
+    launch: Option<Launch>,
+    handle: Option<ServerHandle>,
+    stop: Arc<Notify>,
+    start_error: Option<String>,
+}
+
+type Slots = Arc<Mutex<BTreeMap<String, Slot>>>;
+
+fn lock(slots: &Slots) -> std::sync::MutexGuard<'_, BTreeMap<String, Slot>> {
+    slots.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Kubelet state of one pod object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    /// Host software started (or starting) for this pod uid.
+    Running { uid: String },
+    /// Crashed; restart at this elapsed time.
+    CrashLoop { uid: String, restart_at: Duration },
+    /// Graceful stop requested at this elapsed time.
+    Stopping { since: Duration, grace: Duration },
+}
+
+/// What the kubelet needs of a pod object.
+struct PodView {
+    key: Key,
+    host: String,
+    uid: String,
+    restarts: i64,
+    ready: bool,
+    terminating: bool,
+    grace: u64,
+}
+
+/// The simulated kubelet.
+pub struct Kubelet {
+    seen_version: u64,
+    api: ApiServer,
+    clock: SimClock,
+    slots: Slots,
+    phases: BTreeMap<Key, Phase>,
+    hosts: BTreeMap<String, bool>,
+    volumes: BTreeMap<Key, MemDataDir>,
+    extra_args: Vec<String>,
+    rng: Rng,
+    /// Startup delay range of Memgraph in a pod.
+    pub startup: (Duration, Duration),
+}
+
+fn host_of(key: &Key, pod: &Value) -> String {
+    pod_host(pod, key)
+}
+
+impl Kubelet {
+    /// A kubelet for `api`. `extra_args` are appended to every Memgraph command line.
+    pub fn new(api: ApiServer, clock: SimClock, extra_args: Vec<String>, seed: u64) -> Self {
+        Self {
+            seen_version: u64::MAX,
+            api,
+            clock,
+            slots: Arc::default(),
+            phases: BTreeMap::new(),
+            hosts: BTreeMap::new(),
+            volumes: BTreeMap::new(),
+            extra_args,
+            rng: Rng::new(seed),
+            startup: (Duration::from_millis(500), Duration::from_secs(3)),
+        }
+    }
+
+    /// The running server of a pod, if it is up.
+    pub fn server(&self, pod: &str) -> Option<ServerHandle> {
+        lock(&self.slots).get(pod).and_then(|s| s.handle.clone()).filter(ServerHandle::is_running)
+    }
+
+    /// The DNS names of every pod host ever started.
+    pub fn hosts(&self) -> Vec<String> {
+        self.hosts.keys().cloned().collect()
+    }
+
+    /// The volume of a claim.
+    pub fn volume(&mut self, namespace: &str, claim: &str) -> MemDataDir {
+        self.volumes
+            .entry(Key::new("PersistentVolumeClaim", namespace, claim))
+            .or_insert_with(|| MemDataDir::new("/var/lib/memgraph"))
+            .clone()
+    }
+
+    fn set_status(&mut self, key: &Key, ready: bool, restarts: i64) {
+        // Only real changes are written: every write is a watch notification.
+        let Some(pod) = self.api.get_json(key) else { return };
+        let ready_now = pod["status"]["conditions"][0]["status"].as_str() == Some("True");
+        let restarts_now = pod["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(-1);
+        if ready_now == ready && restarts_now == restarts {
+            return;
+        }
+        self.api.update(key, |pod| {
+            pod["status"]["phase"] = json!(if ready { "Running" } else { "Pending" });
+            pod["status"]["conditions"] = json!([{"type": "Ready", "status": if ready { "True" } else { "False" }}]);
+            pod["status"]["containerStatuses"] =
+                json!([{"name": "memgraph", "restartCount": restarts, "ready": ready}]);
+        });
+    }
+
+    fn launch(&mut self, key: &Key, pod: &Value) -> Launch {
+        let container = &pod["spec"]["containers"][0];
+        let mut args: Vec<String> =
+            container["args"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_owned)).collect();
+        if let Some(version) = container["image"].as_str().and_then(version_of_image) {
+            args.push(format!("--memgraph-version={version}"));
+        }
+        args.extend(self.extra_args.iter().cloned());
+        let volume = self.volume(&key.namespace, &format!("data-{}", key.name));
+        let (low, high) = self.startup;
+        let spread = u64::try_from(high.saturating_sub(low).as_millis()).unwrap_or(0);
+        let startup_delay = low + Duration::from_millis(self.rng.below(spread + 1));
+        Launch { args, volume, seed: self.rng.next_u64(), startup_delay }
+    }
+
+    fn start_host(&mut self, sim: &mut Sim<'_>, pod: &str, host: &str, launch: Launch) {
+        {
+            let mut slots = lock(&self.slots);
+            let slot = slots.entry(pod.to_owned()).or_default();
+            slot.launch = Some(launch);
+            slot.handle = None;
+            slot.start_error = None;
+            slot.stop = Arc::new(Notify::new());
+        }
+        if self.hosts.contains_key(host) {
+            sim.bounce(host.to_owned());
+        } else {
+            let slots = self.slots.clone();
+            let clock = self.clock.clone();
+            let name = pod.to_owned();
+            sim.host(host.to_owned(), move || {
+                let slots = slots.clone();
+                let clock = clock.clone();
+                let name = name.clone();
+                async move {
+                    let (launch, stop) = {
+                        let slots = lock(&slots);
+                        let slot = slots.get(&name);
+                        (slot.and_then(|s| s.launch.clone()), slot.map(|s| s.stop.clone()))
+                    };
+                    let (Some(launch), Some(stop)) = (launch, stop) else { return Ok(()) };
+                    tokio::time::sleep(launch.startup_delay).await;
+                    let started = match Config::parse_args(launch.args.clone()) {
+                        Ok(config) => fake_memgraph::Server::start(
+                            config,
+                            TurmoilNet,
+                            launch.volume.clone(),
+                            clock,
+                            IdSource::seeded(launch.seed),
+                        )
+                        .await
+                        .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    match started {
+                        Ok(handle) => {
+                            if let Some(slot) = lock(&slots).get_mut(&name) {
+                                slot.handle = Some(handle.clone());
+                            }
+                            stop.notified().await;
+                            handle.shutdown().await;
+                        }
+                        Err(e) => {
+                            // Like a container that exits: the kubelet sees it never became ready.
+                            if let Some(slot) = lock(&slots).get_mut(&name) {
+                                slot.start_error = Some(e);
+                            }
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    Ok(())
+                }
+            });
+            self.hosts.insert(host.to_owned(), true);
+        }
+    }
+
+    /// Crash a pod's container: Memgraph dies without flushing; the kubelet restarts it.
+    pub fn crash(&mut self, sim: &mut Sim<'_>, namespace: &str, pod: &str, trace: &mut Trace) -> bool {
+        let key = Key::new("Pod", namespace, pod);
+        let Some(value) = self.api.get_json(&key) else { return false };
+        let Some(Phase::Running { uid }) = self.phases.get(&key).cloned() else { return false };
+        let host = host_of(&key, &value);
+        if let Some(handle) = lock(&self.slots).get_mut(pod).and_then(|s| s.handle.take()) {
+            handle.kill();
+        }
+        sim.crash(host);
+        let restart_at = self.clock.elapsed() + Duration::from_millis(500 + self.rng.below(2000));
+        self.phases.insert(key.clone(), Phase::CrashLoop { uid, restart_at });
+        let restarts = value["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0);
+        self.set_status(&key, false, restarts + 1);
+        trace.record(self.clock.elapsed(), format!("pod {pod} crashed"));
+        true
+    }
+
+    /// One kubelet pass: StatefulSets → pods and claims; pods → hosts; readiness; deletions.
+    pub fn sync(&mut self, sim: &mut Sim<'_>, trace: &mut Trace) {
+        // The StatefulSet controller only has work when some object changed.
+        let version = self.api.version();
+        if version != self.seen_version {
+            sync_statefulsets(&self.api);
+            self.seen_version = self.api.version();
+        }
+        let now = self.clock.elapsed();
+        let pods: Vec<PodView> = self.api.scan("Pod", |key, pod| {
+            Some(PodView {
+                key: key.clone(),
+                host: host_of(key, pod),
+                uid: pod["metadata"]["uid"].as_str().unwrap_or_default().to_owned(),
+                restarts: pod["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0),
+                ready: pod["status"]["conditions"][0]["status"].as_str() == Some("True"),
+                terminating: !pod["metadata"]["deletionTimestamp"].is_null(),
+                grace: pod["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap_or(30),
+            })
+        });
+        for view in &pods {
+            let PodView { key, host, uid, restarts, ready: ready_now, terminating, grace } = view;
+            let (host, uid, restarts) = (host.clone(), uid.clone(), *restarts);
+            match self.phases.get(key).cloned() {
+                _ if *terminating => {
+                    let phase = self.phases.get(key).cloned();
+                    match phase {
+                        Some(Phase::Stopping { since, grace }) => {
+                            let finished = !sim.is_host_running(host.clone());
+                            if finished || now >= since + grace {
+                                if !finished {
+                                    sim.crash(host.clone());
+                                }
+                                if let Some(slot) = lock(&self.slots).get_mut(&key.name) {
+                                    slot.handle = None;
+                                }
+                                self.phases.remove(key);
+                                self.api.remove(key);
+                                trace.record(now, format!("pod {} deleted", key.name));
+                            }
+                        }
+                        Some(Phase::Running { .. }) => {
+                            if let Some(slot) = lock(&self.slots).get(&key.name) {
+                                slot.stop.notify_one();
+                            }
+                            self.phases.insert(
+                                key.clone(),
+                                Phase::Stopping { since: now, grace: Duration::from_secs(*grace) },
+                            );
+                            self.set_status(key, false, restarts);
+                        }
+                        _ => {
+                            if self.hosts.contains_key(&host) && sim.is_host_running(host.clone()) {
+                                sim.crash(host.clone());
+                            }
+                            self.phases.remove(key);
+                            self.api.remove(key);
+                            trace.record(now, format!("pod {} deleted", key.name));
+                        }
+                    }
+                }
+                None => {
+                    let Some(pod) = self.api.get_json(key) else { continue };
+                    let launch = self.launch(key, &pod);
+                    self.start_host(sim, &key.name, &host, launch);
+                    self.phases.insert(key.clone(), Phase::Running { uid });
+                }
+                Some(Phase::CrashLoop { restart_at, .. }) if now >= restart_at => {
+                    let Some(pod) = self.api.get_json(key) else { continue };
+                    let launch = self.launch(key, &pod);
+                    self.start_host(sim, &key.name, &host, launch);
+                    self.phases.insert(key.clone(), Phase::Running { uid });
+                    trace.record(now, format!("pod {} restarted", key.name));
+                }
+                Some(Phase::Running { .. }) => {
+                    let (ready, failed) = {
+                        let slots = lock(&self.slots);
+                        let slot = slots.get(&key.name);
+                        (
+                            slot.and_then(|s| s.handle.as_ref()).is_some_and(ServerHandle::is_running),
+                            slot.and_then(|s| s.start_error.clone()),
+                        )
+                    };
+                    if let Some(error) = failed {
+                        trace.record(now, format!("pod {} failed to start: {error}", key.name));
+                        sim.crash(host.clone());
+                        let restart_at = now + Duration::from_secs(10);
+                        self.phases.insert(key.clone(), Phase::CrashLoop { uid, restart_at });
+                        self.set_status(key, false, restarts + 1);
+                    } else if ready != *ready_now {
+                        self.set_status(key, ready, restarts);
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        // Forget pods that no longer exist.
+        self.phases.retain(|k, _| pods.iter().any(|p| &p.key == k));
+        // Claims that were deleted take their data with them.
+        let claims: Vec<Key> = self.api.scan("PersistentVolumeClaim", |k, _| Some(k.clone()));
+        self.volumes.retain(|k, _| claims.contains(k));
+    }
+}
