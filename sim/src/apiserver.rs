@@ -276,17 +276,25 @@ impl ApiServer {
             .collect()
     }
 
-    /// Change an object in place (simulated controllers: pod status, restart counts). Bumps the
-    /// resourceVersion and notifies watchers. Returns false when it does not exist.
+    /// Change an object in place. Like the real API server, a change that changes nothing is a
+    /// no-op: no new resourceVersion and no watch notification. Returns false when the object
+    /// does not exist.
     pub fn update(&self, key: &Key, change: impl FnOnce(&mut Value)) -> bool {
         let stored = {
             let mut state = self.lock();
+            let Some(value) = state.objects.get_mut(key) else { return false };
+            let before = value.clone();
+            change(value);
+            if *value == before {
+                return true;
+            }
+            let value = value.clone();
             state.next_version += 1;
             let version = state.next_version;
-            let Some(value) = state.objects.get_mut(key) else { return false };
-            change(value);
-            value["metadata"]["resourceVersion"] = json!(version.to_string());
-            value.clone()
+            let Some(stored) = state.objects.get_mut(key) else { return false };
+            *stored = value;
+            stored["metadata"]["resourceVersion"] = json!(version.to_string());
+            stored.clone()
         };
         self.notify(key, &stored);
         true
@@ -487,14 +495,23 @@ impl Kube for ApiServer {
                 let Some(existing) = state.objects.get_mut(&key) else {
                     return Err(error("apply", &key, KubeErrorKind::Conflict, "deleted concurrently"));
                 };
+                let before = existing.clone();
                 if merge_apply(existing, &applied) {
                     let generation = existing["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
                     existing["metadata"]["generation"] = json!(generation);
                 }
-                existing["metadata"]["resourceVersion"] = json!(version.to_string());
-                existing.clone()
+                if *existing == before {
+                    // An apply that changes nothing is a no-op, as in Kubernetes.
+                    (existing.clone(), false)
+                } else {
+                    existing["metadata"]["resourceVersion"] = json!(version.to_string());
+                    (existing.clone(), true)
+                }
             };
-            self.notify(&key, &stored);
+            let (stored, changed) = stored;
+            if changed {
+                self.notify(&key, &stored);
+            }
             stored
         } else {
             self.create(applied)?

@@ -59,3 +59,22 @@ fn a_seed_replays_exactly() {
     let other = run(&RunConfig { seed: 43, ..config });
     assert_ne!(first.digest, other.digest, "different seeds should differ");
 }
+
+/// Seeds that once failed, kept so their scenarios stay covered:
+/// - 15: a read pod lost its volume and came back as a new MAIN while the MAIN's cached row still
+///   said `ready`; dropping that row is right (the oracle now checks which MAIN a replica follows);
+/// - 95: with a stale API view, every status write woke the operator again (the simulated API
+///   server now treats writes that change nothing as no-ops, as Kubernetes does, so no watch
+///   event and no reconcile storm).
+#[test]
+fn regression_seeds() {
+    for seed in [15, 95] {
+        let report = run(&RunConfig {
+            seed,
+            duration: Duration::from_secs(600),
+            heal: Duration::from_secs(180),
+            ..RunConfig::default()
+        });
+        check(&report);
+    }
+}

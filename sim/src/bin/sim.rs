@@ -23,7 +23,7 @@ struct Cli {
     #[arg(long)]
     seed: Option<u64>,
     /// Number of runs in a sweep (seeds start at --first-seed).
-    #[arg(long, default_value_t = 24)]
+    #[arg(long, default_value_t = 96)]
     runs: u64,
     /// First seed of a sweep.
     #[arg(long, default_value_t = 1)]

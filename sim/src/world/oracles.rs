@@ -100,7 +100,7 @@ impl Safety {
                 .map(|i| format!("read_{i}"));
             if pod.label.as_deref() == Some("replica") && pod.routable() {
                 let row = replica_name.as_ref().and_then(|n| truth.rows.get(n));
-                let wrong = pod.role != Some(Role::Replica) || !row.is_some_and(|r| healthy(r.state));
+                let wrong = !pod.follows_main || !row.is_some_and(|r| healthy(r.state));
                 self.lagging_claim(now, step, format!("read-endpoint {name}"), wrong, || {
                     format!(
                         "read Service routes to {name} (role {:?}, registration {:?})",
@@ -123,7 +123,7 @@ impl Safety {
                         && truth
                             .pods
                             .get(&format!("{CLUSTER}-read-{}-0", n.trim_start_matches("read_")))
-                            .is_some_and(|p| p.routable() && p.role == Some(Role::Replica))
+                            .is_some_and(|p| p.routable() && p.follows_main)
                 })
                 .count() as u64;
             self.lagging_claim(now, step, "status".to_owned(), claimed > real, || {
@@ -153,7 +153,7 @@ impl Safety {
                         && r.mode == spec_mode(truth)
                         && healthy(r.state)
                 });
-                if wanted && as_specified && pod.is_some_and(|p| p.routable() && p.role == Some(Role::Replica)) {
+                if wanted && as_specified && pod.is_some_and(|p| p.routable() && p.follows_main) {
                     self.violate(
                         now,
                         &format!("drop {name} {}", now.as_millis()),

@@ -23,6 +23,9 @@ pub struct PodTruth {
     pub role: Option<Role>,
     /// Node count, when its server runs.
     pub nodes: Option<usize>,
+    /// A REPLICA that follows the write pod's MAIN (same main UUID): its registration there
+    /// describes this very instance, not one it replaced.
+    pub follows_main: bool,
 }
 
 impl PodTruth {
@@ -78,8 +81,13 @@ pub fn sample(api: &ApiServer, kubelet: &Kubelet) -> Truth {
             )
         })
     });
+    let main_uuid =
+        kubelet.server(&format!("{CLUSTER}-write-0")).filter(|s| s.role() == Role::Main).map(|s| s.main_uuid());
     for (name, label, ready, terminating) in pods {
         let server = kubelet.server(&name);
+        let follows_main = server
+            .as_ref()
+            .is_some_and(|s| s.role() == Role::Replica && main_uuid.as_deref() == Some(s.main_uuid().as_str()));
         truth.pods.insert(
             name,
             PodTruth {
@@ -88,6 +96,7 @@ pub fn sample(api: &ApiServer, kubelet: &Kubelet) -> Truth {
                 terminating,
                 role: server.as_ref().map(fake_memgraph::ServerHandle::role),
                 nodes: server.as_ref().map(fake_memgraph::ServerHandle::node_count),
+                follows_main,
             },
         );
     }
