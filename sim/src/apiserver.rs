@@ -17,6 +17,8 @@ use memgraph_operator::kube_api::{ClusterEvent, Kube, KubeError, KubeErrorKind, 
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
+use crate::world::rng::Rng;
+
 /// Identity of a stored object.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
@@ -70,7 +72,7 @@ pub struct ApiFaults {
 struct State {
     objects: BTreeMap<Key, Value>,
     faults: ApiFaults,
-    rng: u64,
+    rng: Rng,
     /// Views of the past for stale reads: (elapsed ms, objects), oldest first.
     history: std::collections::VecDeque<(u64, Arc<BTreeMap<Key, Value>>)>,
     /// Counters of injected API faults.
@@ -90,19 +92,6 @@ pub struct ApiServer {
     state: Arc<Mutex<State>>,
     clock: Arc<dyn Clock>,
     changes: broadcast::Sender<Change>,
-}
-
-fn next(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-fn chance(state: &mut u64, p: f64) -> bool {
-    let unit = (next(state) >> 11) as f64 / (1u64 << 53) as f64;
-    unit < p
 }
 
 fn labels_of(value: &Value) -> BTreeMap<String, String> {
@@ -157,7 +146,7 @@ impl ApiServer {
         {
             let mut state = self.lock();
             let p = state.faults.drop_notifications;
-            if p > 0.0 && chance(&mut state.rng, p) {
+            if p > 0.0 && state.rng.chance(p) {
                 *state.injected.entry("dropped notification").or_insert(0) += 1;
                 return;
             }
@@ -169,7 +158,7 @@ impl ApiServer {
     pub fn set_faults(&self, faults: ApiFaults, seed: u64) {
         let mut state = self.lock();
         state.faults = faults;
-        state.rng ^= seed;
+        state.rng = Rng::new(seed);
     }
 
     /// Counters of injected faults.
@@ -215,10 +204,10 @@ impl ApiServer {
     fn write_fault(&self, operation: &'static str, key: &Key) -> Result<Option<KubeError>, ()> {
         let mut state = self.lock();
         let p = state.faults.write_errors;
-        if p <= 0.0 || !chance(&mut state.rng, p) {
+        if p <= 0.0 || !state.rng.chance(p) {
             return Ok(None);
         }
-        let which = next(&mut state.rng) % 3;
+        let which = state.rng.below(3);
         let (name, err) = match which {
             0 => ("api conflict", error(operation, key, KubeErrorKind::Conflict, "injected conflict")),
             1 => ("api server error", error(operation, key, KubeErrorKind::Api(500), "injected internal error")),

@@ -32,6 +32,19 @@ pub fn version_of_image(image: &str) -> Option<String> {
     memgraph_operator::version::MemgraphVersion::from_image(image).map(|v| format!("{}.{}", v.major, v.minor))
 }
 
+/// The Memgraph command line of a pod: its container's args, the version its image names (for
+/// the fake), then `extra` knobs.
+pub fn memgraph_command_line(pod: &Value, extra: &[String]) -> Vec<String> {
+    let container = &pod["spec"]["containers"][0];
+    let mut args: Vec<String> =
+        container["args"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_owned)).collect();
+    if let Some(version) = container["image"].as_str().and_then(version_of_image) {
+        args.push(format!("--memgraph-version={version}"));
+    }
+    args.extend(extra.iter().cloned());
+    args
+}
+
 /// The pod's DNS name: `HOSTNAME.SUBDOMAIN.NAMESPACE.svc.cluster.local`.
 pub fn pod_host(pod: &Value, key: &Key) -> String {
     let subdomain = pod["spec"]["subdomain"].as_str().unwrap_or_default();
@@ -83,13 +96,7 @@ impl LoopbackKubelet {
     }
 
     async fn start(&self, key: &Key, pod: &Value) -> Result<(ServerHandle, String), String> {
-        let container = &pod["spec"]["containers"][0];
-        let mut args: Vec<String> =
-            container["args"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_owned)).collect();
-        if let Some(version) = container["image"].as_str().and_then(version_of_image) {
-            args.push(format!("--memgraph-version={version}"));
-        }
-        args.extend(self.extra_args.iter().cloned());
+        let args = memgraph_command_line(pod, &self.extra_args);
         let config = Config::parse_args(args).map_err(|e| e.to_string())?;
         let claim = Key::new("PersistentVolumeClaim", &key.namespace, &format!("data-{}", key.name));
         let host = pod_host(pod, key);

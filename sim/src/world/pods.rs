@@ -17,7 +17,7 @@ use super::time::SimClock;
 use super::trace::Trace;
 use crate::apiserver::{ApiServer, Key};
 use crate::controllers::sync_statefulsets;
-use crate::kubelet::{pod_host, version_of_image};
+use crate::kubelet::{memgraph_command_line, pod_host};
 
 /// What a pod's host needs to start Memgraph.
 #[derive(Clone)]
@@ -136,13 +136,7 @@ impl Kubelet {
     }
 
     fn launch(&mut self, key: &Key, pod: &Value) -> Launch {
-        let container = &pod["spec"]["containers"][0];
-        let mut args: Vec<String> =
-            container["args"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_owned)).collect();
-        if let Some(version) = container["image"].as_str().and_then(version_of_image) {
-            args.push(format!("--memgraph-version={version}"));
-        }
-        args.extend(self.extra_args.iter().cloned());
+        let args = memgraph_command_line(pod, &self.extra_args);
         let volume = self.volume(&key.namespace, &format!("data-{}", key.name));
         let (low, high) = self.startup;
         let spread = u64::try_from(high.saturating_sub(low).as_millis()).unwrap_or(0);

@@ -1,7 +1,7 @@
 //! The run's own seeded randomness (fault schedule, delays). Never `thread_rng`.
 
 /// SplitMix64.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Rng(u64);
 
 impl Rng {
