@@ -59,8 +59,11 @@ impl ExecEnv<'_> {
     fn visible_nodes(&self) -> Vec<(i64, &NodeData)> {
         let mut out: Vec<(i64, &NodeData)> =
             self.graph.nodes.iter().filter(|(id, _)| !self.tx.deleted.contains(id)).map(|(id, d)| (*id, d)).collect();
-        out.extend(self.tx.created.iter().filter(|(id, _)| !self.tx.deleted.contains(id)).map(|(id, d)| (*id, d)));
-        out.sort_by_key(|(id, _)| *id);
+        // Both maps are ordered by id; only a transaction's own creations need merging in.
+        if !self.tx.created.is_empty() {
+            out.extend(self.tx.created.iter().filter(|(id, _)| !self.tx.deleted.contains(id)).map(|(id, d)| (*id, d)));
+            out.sort_by_key(|(id, _)| *id);
+        }
         out
     }
 
