@@ -48,8 +48,13 @@ pub(super) fn plan_objects(p: &mut Planner<'_>, facts: &Facts) {
             continue;
         }
         let instance = Instance::Read(index);
-        always.push(DesiredObject::service(builders::headless_service(&ctx, instance)));
         let sts = DesiredObject::statefulset(builders::statefulset(&ctx, instance));
+        // New read replicas are created once the write instance is a verified MAIN, so they
+        // join a running primary; existing ones are kept up to date regardless.
+        if differs(p, &sts) == Some(true) && !facts.main.routable() {
+            continue;
+        }
+        always.push(DesiredObject::service(builders::headless_service(&ctx, instance)));
         match differs(p, &sts) {
             Some(false) => rolling.push((index, sts)),
             _ => always.push(sts),

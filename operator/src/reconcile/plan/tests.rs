@@ -223,6 +223,19 @@ fn a_new_cluster_creates_objects_then_registers_then_labels() {
 }
 
 #[test]
+fn read_replicas_are_created_after_the_write_instance_is_verified() {
+    let (spec, mut obs) = fresh(2);
+    obs.pods.clear();
+    let k = kinds(&plan(&spec, &obs, now()));
+    assert!(k.contains(&"Apply c-write".to_owned()) && k.contains(&"Apply c-write-hl".to_owned()), "{k:?}");
+    assert!(!k.iter().any(|a| a.starts_with("Apply c-read-")), "no read replica before the MAIN: {k:?}");
+    let (_, ready) = fresh(2);
+    obs.pods.insert(Instance::Write, ready.pods[&Instance::Write].clone());
+    let k = kinds(&plan(&spec, &obs, now()));
+    assert!(k.contains(&"Apply c-read-0".to_owned()) && k.contains(&"Apply c-read-1".to_owned()), "{k:?}");
+}
+
+#[test]
 fn a_healthy_cluster_plans_nothing() {
     for replicas in [0, 1, 3, 5] {
         let (spec, obs) = healthy(replicas);
