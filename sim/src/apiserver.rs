@@ -484,6 +484,19 @@ impl Kube for ApiServer {
                 let Some(existing) = state.objects.get_mut(&key) else {
                     return Err(error("apply", &key, KubeErrorKind::Conflict, "deleted concurrently"));
                 };
+                // As in Kubernetes, a StatefulSet's volume claim templates never change.
+                if key.kind == "StatefulSet"
+                    && existing["spec"]["volumeClaimTemplates"] != applied["spec"]["volumeClaimTemplates"]
+                {
+                    return Err(error(
+                        "apply",
+                        &key,
+                        KubeErrorKind::Api(422),
+                        "StatefulSet.apps is invalid: spec: Forbidden: updates to statefulset spec for fields other than \
+                         'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and \
+                         'minReadySeconds' are forbidden",
+                    ));
+                }
                 let before = existing.clone();
                 if merge_apply(existing, &applied) {
                     let generation = existing["metadata"]["generation"].as_i64().unwrap_or(1) + 1;

@@ -68,11 +68,14 @@ fn a_seed_replays_exactly() {
 ///   event and no reconcile storm).
 #[test]
 fn regression_seeds() {
+    // The first 16 classes were all there were when these seeds failed: the same classes give
+    // the same fault schedule.
     for seed in [15, 95] {
         let report = run(&RunConfig {
             seed,
             duration: Duration::from_secs(600),
             heal: Duration::from_secs(180),
+            classes: FaultClass::ALL[..16].to_vec(),
             ..RunConfig::default()
         });
         check(&report);

@@ -19,7 +19,7 @@ use crate::names::{ClusterNames, Instance};
 pub use pdb::read_pdb;
 pub use pod::{SYSCTL_IMAGE, memgraph_args, pod_template};
 pub use services::{headless_service, read_service, write_service};
-pub use statefulset::statefulset;
+pub use statefulset::{STORAGE_ANNOTATION, statefulset, statefulset_with_storage, storage_of};
 
 /// Why objects could not be built for a cluster.
 #[derive(Debug, Error, PartialEq, Eq)]

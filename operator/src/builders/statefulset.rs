@@ -30,20 +30,41 @@ fn data_claim(ctx: &BuildContext<'_>, instance: Instance, storage: &StorageSpec)
     }
 }
 
+/// Annotation recording the storage a StatefulSet's volume claim template was created with:
+/// Kubernetes never lets it change, so the operator must know it.
+pub const STORAGE_ANNOTATION: &str = "memgraph.io/storage";
+
+/// The storage the spec asks for an instance.
+pub fn storage_of(spec: &crate::api::MemgraphClusterSpec, instance: Instance) -> &StorageSpec {
+    match instance {
+        Instance::Write => &spec.write.storage,
+        Instance::Read(_) => &spec.read.storage,
+    }
+}
+
 /// The StatefulSet of one instance: `NAME-write` or `NAME-read-N`, always one pod.
 pub fn statefulset(ctx: &BuildContext<'_>, instance: Instance) -> StatefulSet {
+    statefulset_with_storage(ctx, instance, storage_of(ctx.spec, instance))
+}
+
+/// The StatefulSet of one instance with the given volume claim storage (that of an existing
+/// StatefulSet when the spec asks for a change Kubernetes would refuse).
+pub fn statefulset_with_storage(ctx: &BuildContext<'_>, instance: Instance, storage: &StorageSpec) -> StatefulSet {
     let spec = ctx.spec;
-    let (storage, when_deleted) = match instance {
+    let when_deleted = match instance {
         // The MAIN's data is never deleted with its StatefulSet.
-        Instance::Write => (&spec.write.storage, PvcRetention::Retain),
-        Instance::Read(_) => (&spec.read.storage, spec.read.pvc_retention),
+        Instance::Write => PvcRetention::Retain,
+        Instance::Read(_) => spec.read.pvc_retention,
     };
     let when_deleted = match when_deleted {
         PvcRetention::Retain => "Retain",
         PvcRetention::Delete => "Delete",
     };
+    let mut metadata = ctx.metadata(ctx.names.statefulset(instance), ctx.names.instance_labels(instance));
+    metadata.annotations =
+        Some([(STORAGE_ANNOTATION.to_owned(), serde_json::to_string(storage).unwrap_or_default())].into());
     StatefulSet {
-        metadata: ctx.metadata(ctx.names.statefulset(instance), ctx.names.instance_labels(instance)),
+        metadata,
         spec: Some(StatefulSetSpec {
             replicas: Some(1),
             service_name: Some(ctx.names.headless_service(instance)),

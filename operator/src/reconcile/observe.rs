@@ -14,6 +14,7 @@ use super::ReconcileError;
 use super::desired::HASH_ANNOTATION;
 use super::observed::{ClusterMeta, MemgraphState, ObjectKey, ObjectKind, Observed, PodState};
 use crate::api::MemgraphCluster;
+use crate::builders::STORAGE_ANNOTATION;
 use crate::kube_api::{Kube, KubeObject};
 use crate::memgraph::{self, Bolt, Role};
 use crate::names::{ClusterNames, FINALIZER, Instance, LABEL_COMPONENT, LABEL_READ_INDEX, LABEL_ROLE};
@@ -99,8 +100,18 @@ pub async fn observe<K: Kube>(
     let spec = cluster.spec.clone();
 
     let mut objects = BTreeMap::new();
+    let mut storage = BTreeMap::new();
     if !meta.deleting {
-        owned::<StatefulSet, K>(kube, &names, ObjectKind::StatefulSet, &mut objects).await?;
+        for sts in kube.list::<StatefulSet>(&names.namespace, &names.common_labels()).await? {
+            let annotations = sts.annotations();
+            objects.insert(
+                ObjectKey::new(ObjectKind::StatefulSet, sts.name_any()),
+                annotations.get(HASH_ANNOTATION).cloned(),
+            );
+            if let Some(stored) = annotations.get(STORAGE_ANNOTATION).and_then(|a| serde_json::from_str(a).ok()) {
+                storage.insert(sts.name_any(), stored);
+            }
+        }
         owned::<Service, K>(kube, &names, ObjectKind::Service, &mut objects).await?;
         owned::<PodDisruptionBudget, K>(kube, &names, ObjectKind::PodDisruptionBudget, &mut objects).await?;
     }
@@ -152,5 +163,13 @@ pub async fn observe<K: Kube>(
         }
     }
 
-    Ok(Observed { cluster: meta, spec, status: cluster.status.clone().unwrap_or_default(), objects, pods, secrets })
+    Ok(Observed {
+        cluster: meta,
+        spec,
+        status: cluster.status.clone().unwrap_or_default(),
+        objects,
+        storage,
+        pods,
+        secrets,
+    })
 }

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 
-use crate::api::{MemgraphClusterSpec, MemgraphClusterStatus};
+use crate::api::{MemgraphClusterSpec, MemgraphClusterStatus, StorageSpec};
 use crate::memgraph::ReplicaRow;
 use crate::names::Instance;
 
@@ -138,6 +138,8 @@ pub struct Observed {
     pub status: MemgraphClusterStatus,
     /// Owned objects that exist, with the desired-state hash they were applied with.
     pub objects: BTreeMap<ObjectKey, Option<String>>,
+    /// Storage of the volume claim template of each existing StatefulSet, by name.
+    pub storage: BTreeMap<String, StorageSpec>,
     /// Pods of the cluster by instance.
     pub pods: BTreeMap<Instance, PodState>,
     /// Secrets the spec refers to that exist, with their keys.

@@ -47,11 +47,13 @@ pub enum FaultClass {
     ScheduleChange,
     /// Change the image (a rolling restart).
     ImageChange,
+    /// Change the read replicas' volume size (Kubernetes refuses it for existing StatefulSets).
+    StorageChange,
 }
 
 impl FaultClass {
     /// Every class.
-    pub const ALL: [FaultClass; 16] = [
+    pub const ALL: [FaultClass; 17] = [
         FaultClass::PodKill,
         FaultClass::PodDelete,
         FaultClass::VolumeLoss,
@@ -68,6 +70,7 @@ impl FaultClass {
         FaultClass::ModeChange,
         FaultClass::ScheduleChange,
         FaultClass::ImageChange,
+        FaultClass::StorageChange,
     ];
 
     /// Command-line name (`pod-kill`, ...).
@@ -89,6 +92,7 @@ impl FaultClass {
             FaultClass::ModeChange => "mode-change",
             FaultClass::ScheduleChange => "schedule-change",
             FaultClass::ImageChange => "image-change",
+            FaultClass::StorageChange => "storage-change",
         }
     }
 }

@@ -4,8 +4,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use fake_memgraph::{ReplicaState, Role};
-use memgraph_operator::api::MemgraphCluster;
-use memgraph_operator::builders::{self, BuildContext};
+use memgraph_operator::api::{MemgraphCluster, StorageSpec};
+use memgraph_operator::builders::{self, BuildContext, STORAGE_ANNOTATION};
 use memgraph_operator::names::{ClusterNames, Instance};
 use memgraph_operator::reconcile::desired::{DesiredObject, HASH_ANNOTATION};
 use serde_json::Value;
@@ -184,9 +184,25 @@ pub fn converged(api: &ApiServer, truth: &Truth, digest: impl Fn(&str) -> Option
             status.ready_replicas, status.registered_replicas
         ));
     }
+    // Claim storage of existing StatefulSets, which Kubernetes never changes.
+    let stored: BTreeMap<String, StorageSpec> = api
+        .list_json("StatefulSet", NAMESPACE, &BTreeMap::new())
+        .iter()
+        .filter_map(|s| {
+            let name = s["metadata"]["name"].as_str()?.to_owned();
+            let storage = serde_json::from_str(s["metadata"]["annotations"][STORAGE_ANNOTATION].as_str()?).ok()?;
+            Some((name, storage))
+        })
+        .collect();
+    let names = ClusterNames::new(CLUSTER, NAMESPACE);
+    let pending = std::iter::once(Instance::Write)
+        .chain((0..u32::try_from(desired).unwrap_or(0)).map(Instance::Read))
+        .any(|i| stored.get(&names.statefulset(i)).is_some_and(|s| s != builders::storage_of(&cluster.spec, i)));
     for c in &status.conditions {
         let good = match c.type_.as_str() {
             "InvalidSpec" | "DataDivergence" => c.status == "False",
+            // False exactly while a refused storage change is pending.
+            "StorageInSync" => (c.status == "False") == pending,
             _ => c.status == "True",
         };
         if !good {
@@ -231,13 +247,17 @@ pub fn converged(api: &ApiServer, truth: &Truth, digest: impl Fn(&str) -> Option
     let mut add = |kind: &str, object: DesiredObject| {
         want.insert((kind.to_owned(), object.key().name), object.hash().map(str::to_owned));
     };
-    add("StatefulSet", DesiredObject::statefulset(builders::statefulset(&ctx, Instance::Write)));
+    let sts = |instance: Instance| {
+        let storage = stored.get(&names.statefulset(instance)).unwrap_or(builders::storage_of(&cluster.spec, instance));
+        DesiredObject::statefulset(builders::statefulset_with_storage(&ctx, instance, storage))
+    };
+    add("StatefulSet", sts(Instance::Write));
     add("Service", DesiredObject::service(builders::headless_service(&ctx, Instance::Write)));
     add("Service", DesiredObject::service(builders::write_service(&ctx)));
     add("Service", DesiredObject::service(builders::read_service(&ctx)));
     add("PodDisruptionBudget", DesiredObject::pdb(builders::read_pdb(&ctx)));
     for i in 0..u32::try_from(desired).unwrap_or(0) {
-        add("StatefulSet", DesiredObject::statefulset(builders::statefulset(&ctx, Instance::Read(i))));
+        add("StatefulSet", sts(Instance::Read(i)));
         add("Service", DesiredObject::service(builders::headless_service(&ctx, Instance::Read(i))));
     }
     let mut have = BTreeMap::new();

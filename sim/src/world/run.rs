@@ -283,6 +283,11 @@ impl World<'_> {
                 self.edit_spec(|s| s["snapshot"] = json!({"schedule": schedule}));
                 format!("change snapshot schedule to '{schedule}'")
             }
+            FaultClass::StorageChange => {
+                let size = ["10Gi", "20Gi", "50Gi"][usize::try_from(fault.pick % 3).unwrap_or(0)];
+                self.edit_spec(|s| s["read"]["storage"] = json!({"size": size}));
+                format!("change read storage to {size}")
+            }
             FaultClass::ImageChange => {
                 let image = IMAGES[usize::try_from(fault.pick % 3).unwrap_or(0)];
                 self.edit_spec(|s| s["write"]["image"] = json!(image));

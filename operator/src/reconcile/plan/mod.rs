@@ -136,12 +136,14 @@ pub(crate) struct Planner<'a> {
     pub actions: Vec<Action>,
     /// Earliest time something is scheduled (snapshots).
     pub next_due: Option<Timestamp>,
+    /// Storage changes Kubernetes cannot apply to existing StatefulSets, in words.
+    pub storage_pending: Vec<String>,
 }
 
 impl<'a> Planner<'a> {
     fn new(spec: &'a MemgraphClusterSpec, obs: &'a Observed, now: Timestamp) -> Self {
         let names = ClusterNames::new(obs.cluster.name.clone(), obs.cluster.namespace.clone());
-        Self { spec, obs, now, names, actions: Vec::new(), next_due: None }
+        Self { spec, obs, now, names, actions: Vec::new(), next_due: None, storage_pending: Vec::new() }
     }
 
     pub fn push(&mut self, action: Action) {

@@ -31,12 +31,43 @@ fn apply(p: &mut Planner<'_>, desired: DesiredObject, created: bool) {
     p.event(EventType::Normal, verb, "Apply", format!("{verb} {} {}", kind_name(key.kind), key.name));
 }
 
+/// The StatefulSet of an instance. An existing one keeps the volume claim storage it was created
+/// with: Kubernetes refuses changes to claim templates, and one refused apply would stop every
+/// other repair. The difference is reported instead.
+fn statefulset(p: &mut Planner<'_>, ctx: &BuildContext<'_>, instance: Instance) -> DesiredObject {
+    let wanted = builders::storage_of(p.spec, instance);
+    let name = p.names.statefulset(instance);
+    match p.obs.storage.get(&name).filter(|stored| *stored != wanted) {
+        Some(stored) => {
+            let field = match instance {
+                Instance::Write => "spec.write.storage",
+                Instance::Read(_) => "spec.read.storage",
+            };
+            let class =
+                |s: &crate::api::StorageSpec| s.storage_class_name.clone().unwrap_or_else(|| "default".to_owned());
+            p.storage_pending.push(format!(
+                "{name} keeps {} ({}) although {field} asks for {} ({}): Kubernetes does not allow changing a \
+                 StatefulSet's volume claims; expand the claim {} by hand, or delete the StatefulSet with \
+                 --cascade=orphan so it is recreated",
+                stored.size.0,
+                class(stored),
+                wanted.size.0,
+                class(wanted),
+                p.names.pvc(instance)
+            ));
+            DesiredObject::statefulset(builders::statefulset_with_storage(ctx, instance, stored))
+        }
+        None => DesiredObject::statefulset(builders::statefulset(ctx, instance)),
+    }
+}
+
 /// Apply every desired object that is missing or changed. Read StatefulSets whose pods would
 /// restart are updated one at a time, when every other read pod is ready.
 pub(super) fn plan_objects(p: &mut Planner<'_>, facts: &Facts) {
     let ctx = BuildContext::from_parts(p.spec, p.names.clone(), p.obs.cluster.owner_reference());
+    let write = statefulset(p, &ctx, Instance::Write);
     let mut always = vec![
-        DesiredObject::statefulset(builders::statefulset(&ctx, Instance::Write)),
+        write,
         DesiredObject::service(builders::headless_service(&ctx, Instance::Write)),
         DesiredObject::service(builders::write_service(&ctx)),
         DesiredObject::service(builders::read_service(&ctx)),
@@ -48,7 +79,7 @@ pub(super) fn plan_objects(p: &mut Planner<'_>, facts: &Facts) {
             continue;
         }
         let instance = Instance::Read(index);
-        let sts = DesiredObject::statefulset(builders::statefulset(&ctx, instance));
+        let sts = statefulset(p, &ctx, instance);
         // New read replicas are created once the write instance is a verified MAIN, so they
         // join a running primary; existing ones are kept up to date regardless.
         if differs(p, &sts) == Some(true) && !facts.main.routable() {

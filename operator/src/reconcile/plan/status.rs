@@ -19,6 +19,8 @@ pub const REPLICATION_HEALTHY: &str = "ReplicationHealthy";
 pub const INVALID_SPEC: &str = "InvalidSpec";
 /// A replica or the MAIN holds data the other does not.
 pub const DATA_DIVERGENCE: &str = "DataDivergence";
+/// Every StatefulSet's volume claims match the spec.
+pub const STORAGE_IN_SYNC: &str = "StorageInSync";
 
 struct Verdict {
     type_: &'static str,
@@ -161,6 +163,28 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
         }
     };
     verdicts.push(divergence);
+    // Only with a valid spec were the objects planned; otherwise keep what is known.
+    if facts.spec_valid {
+        verdicts.push(if p.storage_pending.is_empty() {
+            Verdict {
+                type_: STORAGE_IN_SYNC,
+                status: "True",
+                reason: "StorageMatchesSpec",
+                message: "Volume claims match the spec".to_owned(),
+            }
+        } else {
+            Verdict {
+                type_: STORAGE_IN_SYNC,
+                status: "False",
+                reason: "StorageChangeRefused",
+                message: p.storage_pending.join("; "),
+            }
+        });
+    } else if let Some(previous) = old.conditions.iter().find(|c| c.type_ == STORAGE_IN_SYNC) {
+        let (status, reason) =
+            if previous.status == "True" { ("True", "StorageMatchesSpec") } else { ("False", "StorageChangeRefused") };
+        verdicts.push(Verdict { type_: STORAGE_IN_SYNC, status, reason, message: previous.message.clone() });
+    }
 
     let generation = p.obs.cluster.generation;
     let now = Time(p.now);
@@ -197,7 +221,10 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
         Phase::Failed
     } else if !facts.main.routable() {
         if matches!(old.phase, Phase::Pending) { Phase::Pending } else { Phase::Degraded }
-    } else if ready == wanted.len() && verdicts.iter().all(|v| !is_problem(v.type_, v.status)) {
+    } else if ready == wanted.len()
+        // A storage change that waits for a person does not degrade a working cluster.
+        && verdicts.iter().filter(|v| v.type_ != STORAGE_IN_SYNC).all(|v| !is_problem(v.type_, v.status))
+    {
         Phase::Running
     } else {
         Phase::Degraded

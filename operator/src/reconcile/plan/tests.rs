@@ -104,6 +104,7 @@ fn fresh(replicas: i32) -> (MemgraphClusterSpec, Observed) {
         spec: spec.clone(),
         status: MemgraphClusterStatus::default(),
         objects: BTreeMap::new(),
+        storage: BTreeMap::new(),
         pods,
         secrets: BTreeMap::new(),
     };
@@ -126,9 +127,22 @@ fn apply(spec: &MemgraphClusterSpec, obs: &mut Observed, actions: &[Action]) {
             }
             Action::Apply(o) => {
                 obs.objects.insert(o.key(), o.hash().map(str::to_owned));
+                if let DesiredObject::StatefulSet(sts) = o {
+                    let stored = sts
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(crate::builders::STORAGE_ANNOTATION))
+                        .and_then(|a| serde_json::from_str(a).ok());
+                    // Kubernetes never changes an existing claim template.
+                    if let Some(stored) = stored {
+                        obs.storage.entry(o.key().name).or_insert(stored);
+                    }
+                }
             }
             Action::Delete(key) => {
                 obs.objects.remove(key);
+                obs.storage.remove(&key.name);
             }
             Action::SetReplicaRole(i) => {
                 if let Some(p) = obs.pods.get_mut(i) {
@@ -502,6 +516,45 @@ fn read_statefulsets_roll_one_at_a_time() {
     assert!(!k.iter().any(|a| a.starts_with("Apply c-read-")), "{k:?}");
     obs.pods.get_mut(&Instance::Read(0)).expect("pod").ready = true;
     converge(&spec, &mut obs, 12);
+}
+
+#[test]
+fn storage_changes_keep_existing_claims_and_say_so() {
+    let (mut spec, mut obs) = healthy(2);
+    spec.read.storage.size = k8s_openapi::apimachinery::pkg::api::resource::Quantity("50Gi".into());
+    spec.read.replicas = 3;
+    let plan = plan(&spec, &obs, now());
+    // Existing read StatefulSets are applied with their old claims (a changed annotation is not
+    // a change), the new replica gets the new size.
+    let claim = |name: &str| {
+        plan.actions.iter().find_map(|a| match a {
+            Action::Apply(DesiredObject::StatefulSet(sts)) if sts.metadata.name.as_deref() == Some(name) => {
+                sts.spec.as_ref().and_then(|s| s.volume_claim_templates.as_ref()).map(|t| {
+                    t[0].spec
+                        .as_ref()
+                        .and_then(|c| c.resources.as_ref())
+                        .and_then(|r| r.requests.as_ref())
+                        .and_then(|r| r.get("storage"))
+                        .map(|q| q.0.clone())
+                })
+            }
+            _ => None,
+        })
+    };
+    assert_eq!(claim("c-read-0"), None, "unchanged: not applied");
+    assert_eq!(claim("c-read-2"), Some(Some("50Gi".to_owned())));
+    spec.read.replicas = 2;
+    let plan = super::plan(&spec, &obs, now());
+    apply(&spec, &mut obs, &plan.actions);
+    converge(&spec, &mut obs, 10);
+    let c = condition(&obs, "StorageInSync");
+    assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "StorageChangeRefused"));
+    assert!(c.message.contains("c-read-0 keeps 10Gi") && c.message.contains("data-c-read-0-0"), "{}", c.message);
+    assert_eq!(obs.status.phase, crate::api::Phase::Running, "the cluster still works");
+    // Reverting the spec clears it.
+    spec.read.storage.size = k8s_openapi::apimachinery::pkg::api::resource::Quantity("10Gi".into());
+    converge(&spec, &mut obs, 10);
+    assert_eq!(condition(&obs, "StorageInSync").status, "True");
 }
 
 #[test]
