@@ -8,7 +8,6 @@ use memgraph_operator::api::{MemgraphCluster, StorageSpec};
 use memgraph_operator::builders::{self, BuildContext, STORAGE_ANNOTATION};
 use memgraph_operator::names::{ClusterNames, Instance};
 use memgraph_operator::reconcile::desired::{DesiredObject, HASH_ANNOTATION};
-use serde_json::Value;
 
 use super::run::{CLUSTER, NAMESPACE};
 use super::truth::Truth;
@@ -169,7 +168,7 @@ impl Safety {
 /// deploy of the final spec.
 pub fn converged(api: &ApiServer, truth: &Truth, digest: impl Fn(&str) -> Option<u64>) -> Result<(), String> {
     let value = api.get_json(&Key::new("MemgraphCluster", NAMESPACE, CLUSTER)).ok_or("the cluster is gone")?;
-    let cluster: MemgraphCluster = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+    let cluster: MemgraphCluster = serde_json::from_value(value).map_err(|e| e.to_string())?;
     let status = cluster.status.clone().unwrap_or_default();
     let desired = usize::try_from(cluster.spec.read.replicas).unwrap_or(0);
     if format!("{:?}", status.phase) != "Running" {
@@ -277,6 +276,5 @@ pub fn converged(api: &ApiServer, truth: &Truth, digest: impl Fn(&str) -> Option
             "objects differ from a fresh deploy: extra {extra:?}, missing {missing:?}, stale {stale:?}"
         ));
     }
-    let _: &Value = &value;
     Ok(())
 }

@@ -147,16 +147,9 @@ pub(super) fn plan_removals(p: &mut Planner<'_>, facts: &Facts) {
         if registered && !dropping.contains(&name) {
             continue;
         }
-        p.event(
-            EventType::Normal,
-            "Deleted",
-            "Delete",
-            format!("Deleted {} {} (scaled down)", kind_name(key.kind), key.name),
-        );
-        // The event goes after the delete.
-        let event = p.actions.pop();
+        let note = format!("Deleted {} {} (scaled down)", kind_name(key.kind), key.name);
         p.push(Action::Delete(key));
-        p.actions.extend(event);
+        p.event(EventType::Normal, "Deleted", "Delete", note);
     }
 }
 
