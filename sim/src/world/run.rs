@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fake_memgraph::Role;
+use memgraph_operator::names::{ClusterNames, Instance};
 use serde::Serialize;
 use serde_json::json;
 use turmoil::Sim;
@@ -117,13 +118,15 @@ struct World<'a> {
     ready_to_routable: Vec<u64>,
 }
 
+/// The DNS name (turmoil host) of a pod of the simulated cluster, by the operator's own naming.
 fn host(pod: &str) -> String {
-    let service = if pod.starts_with(&format!("{CLUSTER}-write")) {
-        format!("{CLUSTER}-write-hl")
-    } else {
-        pod.trim_end_matches("-0").to_owned()
-    };
-    format!("{pod}.{service}.{NAMESPACE}.svc.cluster.local")
+    let names = ClusterNames::new(CLUSTER, NAMESPACE);
+    let instance = pod
+        .strip_prefix(&format!("{CLUSTER}-read-"))
+        .and_then(|rest| rest.strip_suffix("-0"))
+        .and_then(|n| n.parse().ok())
+        .map_or(Instance::Write, Instance::Read);
+    names.pod_host(instance)
 }
 
 impl World<'_> {
