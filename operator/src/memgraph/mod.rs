@@ -148,14 +148,6 @@ impl BoltError {
     pub fn is_query_error(&self) -> bool {
         matches!(self, BoltError::Query { .. })
     }
-
-    /// Memgraph's message for a refused query.
-    pub fn query_message(&self) -> Option<&str> {
-        match self {
-            BoltError::Query { message, .. } => Some(message),
-            _ => None,
-        }
-    }
 }
 
 /// Runs one auto-commit query against one Memgraph instance.

@@ -21,8 +21,6 @@ pub struct PodTruth {
     pub terminating: bool,
     /// Memgraph role, when its server runs.
     pub role: Option<Role>,
-    /// Node count, when its server runs.
-    pub nodes: Option<usize>,
     /// A REPLICA that follows the write pod's MAIN (same main UUID): its registration there
     /// describes this very instance, not one it replaced.
     pub follows_main: bool,
@@ -95,7 +93,6 @@ pub fn sample(api: &ApiServer, kubelet: &Kubelet) -> Truth {
                 ready,
                 terminating,
                 role: server.as_ref().map(fake_memgraph::ServerHandle::role),
-                nodes: server.as_ref().map(fake_memgraph::ServerHandle::node_count),
                 follows_main,
             },
         );

@@ -94,18 +94,6 @@ impl Action {
     pub fn changes_replication(&self) -> bool {
         matches!(self, Action::SetReplicaRole(_) | Action::RegisterReplica { .. } | Action::DropReplica { .. })
     }
-
-    /// Whether the action writes to the Kubernetes API (events excluded).
-    pub fn is_api_write(&self) -> bool {
-        matches!(
-            self,
-            Action::SetFinalizers { .. }
-                | Action::Apply(_)
-                | Action::Delete(_)
-                | Action::Label { .. }
-                | Action::PatchStatus(_)
-        )
-    }
 }
 
 /// The result of planning: what to do, in order, and when to reconcile again.
