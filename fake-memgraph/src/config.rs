@@ -11,6 +11,10 @@
 //!   lets tests run fast). 0 disables checks, like a value below 1 s does in Memgraph.
 //! - `--fake-rpc-timeout-ms=N` — one timeout for every replication RPC and connect (overrides the
 //!   version's 10 s / 30 s / 60 s table).
+//! - `--fake-snapshot-micros-per-node=N` — writing a snapshot (manual, periodic, on exit) takes N µs of
+//!   tokio (simulated) time per node before the file is complete (0, the default, is instant).
+//! - `--fake-recovery-micros-per-node=N` — recovering the data directory at start-up takes N µs per
+//!   recovered node before the Bolt port is bound (0, the default, is instant).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -72,6 +76,10 @@ pub struct Config {
     pub auth: Option<(String, String)>,
     /// `--fake-rpc-timeout-ms`.
     pub rpc_timeout_override: Option<Duration>,
+    /// `--fake-snapshot-micros-per-node`: how long writing a snapshot takes per node, in µs.
+    pub snapshot_micros_per_node: u64,
+    /// `--fake-recovery-micros-per-node`: how long start-up recovery takes per recovered node, in µs.
+    pub recovery_micros_per_node: u64,
 }
 
 impl Default for Config {
@@ -149,6 +157,8 @@ const FLAGS: &[(&str, Kind)] = &[
     ("fake-defaults", Kind::Value),
     ("fake-replica-check-frequency-ms", Kind::Value),
     ("fake-rpc-timeout-ms", Kind::Value),
+    ("fake-snapshot-micros-per-node", Kind::Value),
+    ("fake-recovery-micros-per-node", Kind::Value),
 ];
 
 const LOG_LEVELS: &[&str] = &["TRACE", "DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"];
@@ -304,6 +314,10 @@ impl Config {
             rpc_timeout_override: get("fake-rpc-timeout-ms")
                 .map(|v| parse_num("fake-rpc-timeout-ms", v).map(Duration::from_millis))
                 .transpose()?,
+            snapshot_micros_per_node: get("fake-snapshot-micros-per-node")
+                .map_or(Ok(0), |v| parse_num("fake-snapshot-micros-per-node", v))?,
+            recovery_micros_per_node: get("fake-recovery-micros-per-node")
+                .map_or(Ok(0), |v| parse_num("fake-recovery-micros-per-node", v))?,
         })
     }
 
@@ -376,5 +390,15 @@ mod tests {
         let c = Config::parse_args(["--fake-replica-check-frequency-ms=50", "--log-level=info"]).unwrap();
         assert_eq!(c.replica_check_frequency, Duration::from_millis(50));
         assert_eq!(c.log_level, "INFO");
+    }
+
+    #[test]
+    fn duration_knobs_default_to_instant() {
+        let c = Config::default();
+        assert_eq!((c.snapshot_micros_per_node, c.recovery_micros_per_node), (0, 0));
+        let c = Config::parse_args(["--fake-snapshot-micros-per-node=250", "--fake-recovery-micros-per-node", "7"])
+            .unwrap();
+        assert_eq!((c.snapshot_micros_per_node, c.recovery_micros_per_node), (250, 7));
+        assert!(Config::parse_args(["--fake-snapshot-micros-per-node=-1"]).is_err());
     }
 }

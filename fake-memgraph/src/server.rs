@@ -10,7 +10,7 @@ use crate::bolt::session;
 use crate::clock::{Clock, IdSource};
 use crate::config::Config;
 use crate::datadir::DataDir;
-use crate::engine::{Core, Instance, ReplicaRole, RoleState};
+use crate::engine::{Core, Instance, ReplicaRole, RoleState, SnapshotFailure, Trigger};
 use crate::net::{DynListener, DynNetwork, Network};
 use crate::replication::{
     PersistedRole, ReplicaClient, ReplicaState, ReplicaStatus, Role, load_state, main_side, replica_side,
@@ -92,6 +92,13 @@ impl Server {
             nodes = recovered.storage.graph.nodes.len(),
             "recovered storage"
         );
+        // Loading a big graph takes a while, and nothing listens until it is done.
+        let nodes = recovered.storage.graph.nodes.len() as u64;
+        let recovery_time = Duration::from_micros(config.recovery_micros_per_node.saturating_mul(nodes));
+        if !recovery_time.is_zero() {
+            tracing::info!(?recovery_time, nodes, "recovery takes a while");
+            tokio::time::sleep(recovery_time).await;
+        }
 
         let bolt = net
             .bind(config.bolt_port)
@@ -194,23 +201,22 @@ async fn periodic_snapshots(inst: Arc<Instance>) {
         let due = inst.now() + i64::try_from(interval.as_micros()).unwrap_or(i64::MAX / 2);
         inst.core().next_snapshot_micros = Some(due);
         tokio::time::sleep(interval).await;
-        let now = inst.now();
-        let mut core = inst.core();
-        if core.dead {
+        // A frozen process's scheduler does not fire.
+        inst.thawed().await;
+        if inst.core().dead {
             return;
         }
-        if core.role() == Role::Replica && !inst.version.replicas_write_snapshots() {
-            tracing::warn!("Snapshots are disabled for replicas");
-            continue;
-        }
-        if inst.version.skip_unchanged_periodic_snapshots() && !core.durability.changed_since_snapshot(core.storage.ts)
-        {
-            tracing::info!("Skipping snapshot creation because nothing has changed");
-            continue;
-        }
-        let storage = core.storage.clone();
-        if let Err(e) = core.durability.create_snapshot(&storage, now) {
-            tracing::error!(error = %e, "periodic snapshot failed");
+        match inst.write_snapshot(Trigger::Periodic).await {
+            Ok(rel) => tracing::info!(file = %rel, "periodic snapshot written"),
+            Err(SnapshotFailure::DisabledForReplica) => tracing::warn!("Snapshots are disabled for replicas"),
+            Err(SnapshotFailure::NothingNew) => {
+                tracing::info!("Skipping snapshot creation. Nothing has been written since the last snapshot.");
+            }
+            Err(SnapshotFailure::AlreadyRunning) => {
+                tracing::info!("Skipping snapshot creation. Another snapshot creation is already in progress.");
+            }
+            Err(SnapshotFailure::ShutDown) => return,
+            Err(e) => tracing::error!(error = %e, "periodic snapshot failed"),
         }
     }
 }
@@ -321,35 +327,82 @@ impl ServerHandle {
         self.replicas().into_iter().find(|r| r.name == name).and_then(|r| r.state)
     }
 
-    /// Whether the instance is still running (not killed or shut down).
+    /// Whether the instance is still running (not killed or shut down). A hung instance is
+    /// running: the process exists.
     pub fn is_running(&self) -> bool {
         !self.inst.core().dead
     }
 
-    /// Graceful stop: stop serving, flush and finalize the WAL, take the on-exit snapshot if
-    /// configured, then end every task.
+    /// Freezes (`true`) or resumes (`false`) the whole process, like SIGSTOP/SIGCONT or a stalled
+    /// disk. While hung, the Bolt and replication listeners still accept TCP connections (the
+    /// kernel does that) but no Bolt message (handshake included) and no replication RPC is
+    /// answered; the instance's own heartbeats, ASYNC shipping, catch-up, periodic snapshots and
+    /// a snapshot being written pause. Resuming continues every one of them where it stopped.
+    /// Timers keep running meanwhile, so RPC timeouts of a hung MAIN may expire. Per process: an
+    /// instance started again is not hung.
+    pub fn set_hung(&self, hung: bool) {
+        self.inst.set_hung(hung);
+        tracing::info!(hung, "process frozen state changed");
+    }
+
+    /// Whether the process is frozen by [`ServerHandle::set_hung`].
+    pub fn is_hung(&self) -> bool {
+        self.inst.is_hung()
+    }
+
+    /// Emulates a network policy dropping traffic to this instance's replication port (`true`)
+    /// or its removal (`false`). While blocked, the replication server closes every new
+    /// connection at once without an answer and closes the ones it has, so a MAIN's `REGISTER
+    /// REPLICA` of it fails (stale row with `data_info` `{}`) and its heartbeats fail; Bolt and
+    /// this instance's own outgoing replication are unaffected. Per process: re-apply it after a
+    /// restart.
+    pub fn set_replication_blocked(&self, blocked: bool) {
+        self.inst.set_replication_blocked(blocked);
+        tracing::info!(blocked, "replication port block changed");
+    }
+
+    /// Whether the replication port is blocked by [`ServerHandle::set_replication_blocked`].
+    pub fn is_replication_blocked(&self) -> bool {
+        self.inst.is_replication_blocked()
+    }
+
+    /// Graceful stop: stop serving and replicating, take the on-exit snapshot if configured
+    /// (after a snapshot being written ends; without it that snapshot is aborted), finalize the
+    /// WAL, then end every task. A hung instance acts on the stop only once resumed, like a
+    /// frozen process on SIGTERM; use [`ServerHandle::kill`] to end it at once.
     pub async fn shutdown(&self) {
+        self.inst.thawed().await;
         self.bolt_task.abort();
         let _serial = self.inst.commit_lock.lock().await;
         {
-            let now = self.inst.now();
             let mut core = self.inst.core();
             if core.dead {
                 return;
             }
-            let may_snapshot = core.role() == Role::Main || self.inst.version.replicas_write_snapshots();
-            if self.inst.cfg.snapshot_on_exit && may_snapshot {
-                let storage = core.storage.clone();
-                if let Err(e) = core.durability.create_snapshot(&storage, now) {
-                    tracing::error!(error = %e, "snapshot on exit failed");
-                }
+            // Replication stops first, as in Memgraph's storage destructor.
+            stop_replica_clients(&core);
+            if !self.inst.cfg.snapshot_on_exit
+                && let Err(e) = core.durability.abort_snapshot()
+            {
+                tracing::error!(error = %e, "couldn't remove an aborted snapshot");
+            }
+        }
+        if self.inst.cfg.snapshot_on_exit {
+            match self.inst.write_snapshot(Trigger::Exit).await {
+                Ok(_) | Err(SnapshotFailure::DisabledForReplica | SnapshotFailure::NothingNew) => {}
+                Err(e) => tracing::error!(error = %e, "snapshot on exit failed"),
+            }
+        }
+        {
+            let mut core = self.inst.core();
+            if core.dead {
+                return;
             }
             if let Err(e) = core.durability.finalize_wal() {
                 tracing::error!(error = %e, "couldn't finalize the WAL");
             }
             core.dead = true;
             core.durability.kill();
-            stop_replica_clients(&core);
         }
         self.inst.abort_all();
         tracing::info!("shut down");

@@ -98,6 +98,17 @@ impl MgVersion {
         self.at_least(3, 3) && !self.at_least(3, 5)
     }
 
+    /// 3.3+: a snapshot requested while another is being written fails ("already in progress")
+    /// instead of waiting for it; periodic ones are skipped.
+    pub fn snapshot_in_progress_fails(self) -> bool {
+        self.at_least(3, 3)
+    }
+
+    /// 3.8+: snapshot error texts come from `CreateSnapshotErrorToString`, without a final period.
+    pub fn snapshot_errors_without_period(self) -> bool {
+        self.at_least(3, 8)
+    }
+
     /// 3.8+: replicas may create snapshots (manual and periodic).
     pub fn replicas_write_snapshots(self) -> bool {
         self.at_least(3, 8)
@@ -208,6 +219,7 @@ mod tests {
         assert!(v("3.7").sync_failure_transient_in_autocommit());
         assert!(!v("3.8").sync_failure_transient_in_autocommit());
         assert!(v("3.3").create_snapshot_requires_changes());
+        assert!(!v("3.2").snapshot_in_progress_fails() && v("3.3").snapshot_in_progress_fails());
         assert!(!v("3.5").create_snapshot_requires_changes());
         assert_eq!(v("3.5").default_snapshot_interval_sec(), 0);
         assert_eq!(v("3.6").default_snapshot_interval_sec(), 300);

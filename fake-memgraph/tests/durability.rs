@@ -160,6 +160,56 @@ async fn snapshot_queries_per_version() {
 }
 
 #[tokio::test]
+async fn nothing_new_refuses_manual_snapshots_on_3_3_and_3_4_only() {
+    let net = TokioNet::ephemeral();
+    for (version, refuses) in [("3.2", false), ("3.3", true), ("3.4", true), ("3.5", false), ("3.12", false)] {
+        let flags = [format!("--memgraph-version={version}"), "--storage-snapshot-on-exit=false".into()];
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let mut i = Instance::start(&net, "i", &flags, 1).await;
+        write(&i, 1).await;
+        i.ok("CREATE SNAPSHOT").await;
+        match i.run("CREATE SNAPSHOT").await {
+            Ok(_) => assert!(!refuses, "{version}: a second snapshot with nothing new was written"),
+            Err(e) => {
+                assert!(refuses, "{version}: {e}");
+                assert_eq!(e.server_code(), Some("Memgraph.TransientError.MemgraphError.MemgraphError"));
+                assert_eq!(e.server_message(), Some("Nothing has been written since the last snapshot."));
+            }
+        }
+        // Memgraph keeps the last snapshot's digest in memory only: after a restart the first
+        // snapshot is written even with nothing new.
+        i.crash_restart().await;
+        i.ok("CREATE SNAPSHOT").await;
+        i.handle.kill();
+    }
+}
+
+#[tokio::test]
+async fn the_snapshot_on_exit_is_skipped_when_nothing_changed_from_3_3() {
+    for (version, extra) in [("3.2", 1), ("3.3", 0), ("3.12", 0)] {
+        let clock = ManualClock::new(1_700_000_000_000_000);
+        let dir = MemDataDir::default();
+        let cfg = config(&["--storage-snapshot-on-exit=true", &format!("--memgraph-version={version}")]);
+        let boot =
+            || Server::start(cfg.clone(), TokioNet::ephemeral(), dir.clone(), clock.clone(), IdSource::seeded(1));
+        let snapshots = || dir.paths().iter().filter(|p| p.starts_with("snapshots/")).count();
+        let h = boot().await.unwrap();
+        let mut c = common::connect(h.bolt_port()).await;
+        c.query("CREATE (:P)").await.unwrap();
+        c.query("CREATE SNAPSHOT").await.unwrap();
+        // A later wall clock, so another snapshot would get another file name.
+        clock.advance_micros(1_000_000);
+        h.shutdown().await;
+        assert_eq!(snapshots(), 1 + extra, "{version}: the exit snapshot is not forced");
+        // After a restart nothing is known about earlier snapshots, so this one is written.
+        let h = boot().await.unwrap();
+        clock.advance_micros(1_000_000);
+        h.shutdown().await;
+        assert_eq!(snapshots(), 2 + extra, "{version}");
+    }
+}
+
+#[tokio::test]
 async fn recover_snapshot_replaces_storage() {
     let net = TokioNet::ephemeral();
     let i = Instance::start(&net, "i", &[], 1).await;

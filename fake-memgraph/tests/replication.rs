@@ -160,10 +160,18 @@ async fn strict_sync_aborts_everywhere() {
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(c.handle.node_count(), 1);
 
-    // STRICT_SYNC does not exist before 3.5.
-    let old = Instance::start(&net, "old", &["--memgraph-version=3.4"], 4).await;
-    let (_, msg) = error_of(&old, "REGISTER REPLICA b STRICT_SYNC TO \"b:10000\"").await;
-    assert!(msg.contains("mismatched input 'STRICT_SYNC' expecting {ASYNC, SYNC}"), "{msg}");
+    // STRICT_SYNC does not exist before 3.5: a syntax error (ClientError), nothing registered.
+    for (version, seed) in [("2.21", 4), ("3.0", 5), ("3.4", 6)] {
+        let old = Instance::start(&net, "old", &[&format!("--memgraph-version={version}")], seed).await;
+        let (code, msg) = error_of(&old, "REGISTER REPLICA b STRICT_SYNC TO \"b:10000\"").await;
+        assert_eq!(code, "Memgraph.ClientError.MemgraphError.MemgraphError", "{version}");
+        assert!(msg.starts_with("Error on line 1 position "), "{version}: {msg}");
+        assert!(msg.contains("mismatched input 'STRICT_SYNC' expecting {ASYNC, SYNC}"), "{version}: {msg}");
+        assert!(old.ok("SHOW REPLICAS").await.rows.is_empty(), "{version}");
+    }
+    let v35 = Instance::start(&net, "v35", &["--memgraph-version=3.5"], 7).await;
+    let (_, msg) = error_of(&v35, "REGISTER REPLICA b STRICT_SYNC TO \"nowhere:1\"").await;
+    assert_eq!(msg, "Couldn't register replica b. Error: 5", "3.5 parses it");
 }
 
 #[tokio::test]

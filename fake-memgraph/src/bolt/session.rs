@@ -2,6 +2,10 @@
 //!
 //! Malformed input (bad handshake, bad chunk, bad PackStream, unknown message) closes only this
 //! connection, with the reason logged.
+//!
+//! While the process is hung ([`Instance::thawed`]) nothing is read, handled or answered: the
+//! connection was accepted (by the kernel, in a real process), the client's bytes wait, and the
+//! session carries on where it stopped once the process resumes.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -25,6 +29,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves one client connection until it closes.
 pub(crate) async fn serve(inst: Arc<Instance>, mut stream: BoxStream, peer: String) {
+    // Before the handshake timeout starts: a frozen process does not time anyone out.
+    inst.thawed().await;
     let version = match handshake(&inst, &mut stream).await {
         Ok(Some(v)) => v,
         Ok(None) => {
@@ -55,8 +61,11 @@ pub(crate) async fn serve(inst: Arc<Instance>, mut stream: BoxStream, peer: Stri
             }
         };
         tracing::trace!(%peer, ?req, "request");
+        session.inst.thawed().await;
         let (responses, close) = session.handle(req).await;
         tracing::trace!(%peer, ?responses, "responses");
+        // Freezing while the request ran (e.g. a commit waiting on a replica) holds the answer.
+        session.inst.thawed().await;
         let mut out = Vec::new();
         for r in &responses {
             frame_into(&r.encode(version), &mut out);
@@ -77,6 +86,7 @@ async fn handshake(inst: &Instance, stream: &mut BoxStream) -> Result<Option<Bol
         Ok(Err(e)) => return Err(e.to_string()),
         Ok(Ok(_)) => {}
     }
+    inst.thawed().await;
     if buf[..4] != MAGIC {
         return Err(format!("bad magic {:02X?}", &buf[..4]));
     }

@@ -241,11 +241,13 @@ pub enum Expr {
 }
 
 impl Expr {
-    /// Whether the expression contains an aggregate (`count`).
+    /// Whether the expression contains an aggregate (`count`, `max`, `min`).
     pub fn has_aggregate(&self) -> bool {
         match self {
             Expr::CountStar => true,
-            Expr::Call { name, args, .. } => name == "count" || args.iter().any(Expr::has_aggregate),
+            Expr::Call { name, args, .. } => {
+                matches!(name.as_str(), "count" | "max" | "min") || args.iter().any(Expr::has_aggregate)
+            }
             Expr::Prop(e, _) | Expr::Not(e) | Expr::Neg(e) | Expr::IsNull(e, _) => e.has_aggregate(),
             Expr::Binary(_, a, b) => a.has_aggregate() || b.has_aggregate(),
             Expr::List(items) => items.iter().any(Expr::has_aggregate),

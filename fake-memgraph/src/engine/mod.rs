@@ -5,6 +5,9 @@ mod commit;
 pub(crate) use commit::failure_reason;
 mod repl_queries;
 mod snapshot_queries;
+mod snapshot_writer;
+
+pub(crate) use snapshot_writer::{SnapshotFailure, Trigger};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -99,6 +102,17 @@ pub(crate) struct Instance {
     pub core: Mutex<Core>,
     /// Serialises write commits (including their SYNC replication), like Memgraph's commit lock.
     pub commit_lock: tokio::sync::Mutex<()>,
+    /// Memgraph's `snapshot_lock_`: held while a snapshot is written; SHOW SNAPSHOTS, SHOW NEXT
+    /// SNAPSHOT and RECOVER SNAPSHOT wait for it.
+    pub snapshot_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Memgraph's `snapshot_running_` (3.3+): set before the lock is taken, so a second request
+    /// fails at once instead of queueing behind the first.
+    pub snapshot_running: Arc<std::sync::atomic::AtomicBool>,
+    /// The process is frozen (SIGSTOP, a stalled disk): every session, replication handler and
+    /// background loop waits in [`Instance::thawed`] before its next step.
+    hung: tokio::sync::watch::Sender<bool>,
+    /// A network policy drops traffic to the replication port: its connections are closed.
+    repl_blocked: tokio::sync::watch::Sender<bool>,
     tasks: Mutex<JoinSet<()>>,
 }
 
@@ -125,8 +139,48 @@ impl Instance {
             net,
             core: Mutex::new(core),
             commit_lock: tokio::sync::Mutex::new(()),
+            snapshot_lock: Arc::new(tokio::sync::Mutex::new(())),
+            snapshot_running: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            hung: tokio::sync::watch::Sender::new(false),
+            repl_blocked: tokio::sync::watch::Sender::new(false),
             tasks: Mutex::new(JoinSet::new()),
         })
+    }
+
+    /// Freezes or resumes the process.
+    pub fn set_hung(&self, hung: bool) {
+        self.hung.send_replace(hung);
+    }
+
+    /// Whether the process is frozen.
+    pub fn is_hung(&self) -> bool {
+        *self.hung.borrow()
+    }
+
+    /// Returns at once unless the process is frozen; then waits until it is resumed. Every step
+    /// that a frozen process could not take awaits this first.
+    pub async fn thawed(&self) {
+        if !self.is_hung() {
+            return;
+        }
+        let mut rx = self.hung.subscribe();
+        // The sender lives as long as `self`, so this only ends by the value turning false.
+        let _ = rx.wait_for(|hung| !*hung).await;
+    }
+
+    /// Blocks or unblocks traffic to the replication port.
+    pub fn set_replication_blocked(&self, blocked: bool) {
+        self.repl_blocked.send_replace(blocked);
+    }
+
+    /// Whether traffic to the replication port is blocked.
+    pub fn is_replication_blocked(&self) -> bool {
+        *self.repl_blocked.borrow()
+    }
+
+    /// Follows the replication-port block (for closing connections when it starts).
+    pub fn watch_replication_blocked(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.repl_blocked.subscribe()
     }
 
     pub fn core(&self) -> MutexGuard<'_, Core> {
@@ -280,7 +334,7 @@ impl Instance {
                 Ok(out)
             }
             Statement::Replication(r) => repl_queries::run(self, r).await,
-            Statement::Snapshot(s) => snapshot_queries::run(self, s),
+            Statement::Snapshot(s) => snapshot_queries::run(self, s).await,
             Statement::ShowStorageInfo => Ok(self.storage_info()),
             Statement::Begin | Statement::Commit | Statement::Rollback => Ok(QueryOutput::default()),
         }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::{Instance, RoleState};
+use super::{Instance, RoleState, Trigger};
 use crate::clock::{iso8601, stamp_to_micros};
 use crate::cypher::ast::SnapshotQuery;
 use crate::query::messages;
@@ -11,12 +11,23 @@ use crate::replication::{ReplicaState, Role};
 use crate::storage::durability::SNAPSHOT_DIR;
 use crate::value::Value;
 
-pub(super) fn run(inst: &Arc<Instance>, q: &SnapshotQuery) -> Result<QueryOutput, QueryError> {
+pub(super) async fn run(inst: &Arc<Instance>, q: &SnapshotQuery) -> Result<QueryOutput, QueryError> {
     match q {
-        SnapshotQuery::Create => create(inst),
-        SnapshotQuery::Show => Ok(show(inst)),
-        SnapshotQuery::ShowNext => Ok(show_next(inst)),
-        SnapshotQuery::Recover { path, force } => recover(inst, path, *force),
+        SnapshotQuery::Create => create(inst).await,
+        // The other three take Memgraph's snapshot lock, so they wait for a snapshot being
+        // written (SHOW SNAPSHOTS therefore lists finished files only).
+        SnapshotQuery::Show => {
+            let _snapshot_lock = inst.snapshot_lock.lock().await;
+            Ok(show(inst))
+        }
+        SnapshotQuery::ShowNext => {
+            let _snapshot_lock = inst.snapshot_lock.lock().await;
+            Ok(show_next(inst))
+        }
+        SnapshotQuery::Recover { path, force } => {
+            let _snapshot_lock = inst.snapshot_lock.lock().await;
+            recover(inst, path, *force)
+        }
     }
 }
 
@@ -35,23 +46,10 @@ pub(crate) fn readable_size(bytes: u64) -> String {
     format!("{v:.2}{}", UNITS[unit])
 }
 
-fn create(inst: &Arc<Instance>) -> Result<QueryOutput, QueryError> {
+async fn create(inst: &Arc<Instance>) -> Result<QueryOutput, QueryError> {
     let v = inst.version;
-    let now = inst.now();
-    let mut core = inst.core();
-    if core.role() == Role::Replica && !v.replicas_write_snapshots() {
-        return Err(QueryError::transient(messages::SNAPSHOT_ON_REPLICA));
-    }
-    let ts = core.storage.ts;
-    if v.create_snapshot_requires_changes() && !core.durability.changed_since_snapshot(ts) {
-        return Err(QueryError::transient(messages::SNAPSHOT_NOTHING_NEW));
-    }
-    let storage = core.storage.clone();
-    let rel = core
-        .durability
-        .create_snapshot(&storage, now)
-        .map_err(|e| QueryError::transient(format!("Failed to create snapshot: {e}")))?;
-    let path = core.durability.dir().display_path(&rel);
+    let rel = inst.write_snapshot(Trigger::Manual).await.map_err(|e| e.to_query_error(v))?;
+    let path = inst.core().durability.dir().display_path(&rel);
     tracing::info!(%path, "snapshot created");
     let rows = if v.create_snapshot_returns_path() { vec![vec![Value::from(path)]] } else { Vec::new() };
     Ok(QueryOutput { rows, ..QueryOutput::default() })

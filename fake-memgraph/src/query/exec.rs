@@ -11,6 +11,8 @@ use crate::value::Value;
 /// Functions the executor knows (checked at RUN time, as Memgraph does).
 pub const FUNCTIONS: &[&str] = &[
     "count",
+    "max",
+    "min",
     "timestamp",
     "id",
     "labels",
@@ -47,7 +49,40 @@ pub struct ExecEnv<'a> {
     pub now_micros: i64,
 }
 
-type Row = BTreeMap<String, Value>;
+/// What a variable is bound to. A matched node is bound by id and looked up only when the
+/// query needs it, so a scan over many nodes builds none of them unless it returns them.
+#[derive(Debug, Clone)]
+enum Bound {
+    /// A computed value.
+    Value(Value),
+    /// A node visible to the transaction.
+    Node(i64),
+}
+
+/// The bindings of one row: few variables, so a vector beats a map.
+#[derive(Debug, Clone, Default)]
+struct Row(Vec<(String, Bound)>);
+
+impl Row {
+    fn new() -> Self {
+        Row(Vec::new())
+    }
+
+    fn get(&self, name: &str) -> Option<&Bound> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, b)| b)
+    }
+
+    fn bind(&mut self, name: &str, bound: Bound) {
+        match self.0.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = bound,
+            None => self.0.push((name.to_owned(), bound)),
+        }
+    }
+
+    fn insert(&mut self, name: String, value: Value) {
+        self.bind(&name, Bound::Value(value));
+    }
+}
 
 fn rt(msg: impl Into<String>) -> QueryError {
     QueryError::client(msg)
@@ -67,11 +102,39 @@ impl ExecEnv<'_> {
         out
     }
 
+    /// A node visible to the transaction.
+    fn node(&self, id: i64) -> Option<&NodeData> {
+        if self.tx.deleted.contains(&id) {
+            return None;
+        }
+        self.tx.created.get(&id).or_else(|| self.graph.nodes.get(&id))
+    }
+
+    /// Whether `e` is null, without building a node bound to a variable.
+    fn is_null(&self, e: &Expr, row: &Row) -> Result<bool, QueryError> {
+        if let Expr::Var(v) = e
+            && let Some(Bound::Node(id)) = row.get(v)
+        {
+            return Ok(self.node(*id).is_none());
+        }
+        Ok(self.eval(e, row)?.is_null())
+    }
+
     fn eval(&self, e: &Expr, row: &Row) -> Result<Value, QueryError> {
         Ok(match e {
             Expr::Literal(v) => v.clone(),
             Expr::Param(p) => self.params.get(p).cloned().ok_or_else(|| rt(format!("Parameter ${p} not provided.")))?,
-            Expr::Var(v) => row.get(v).cloned().ok_or_else(|| rt(format!("Unbound variable: {v}.")))?,
+            Expr::Var(v) => match row.get(v) {
+                Some(Bound::Value(value)) => value.clone(),
+                Some(Bound::Node(id)) => self.node(*id).map_or(Value::Null, |d| Value::Node(to_node(*id, d))),
+                None => return Err(rt(format!("Unbound variable: {v}."))),
+            },
+            // A property of a bound node is read in place.
+            Expr::Prop(inner, key) if matches!(&**inner, Expr::Var(v) if matches!(row.get(v), Some(Bound::Node(_)))) => {
+                let Expr::Var(v) = &**inner else { unreachable!("matched above") };
+                let Some(Bound::Node(id)) = row.get(v) else { unreachable!("matched above") };
+                self.node(*id).and_then(|d| d.properties.get(key).cloned()).unwrap_or(Value::Null)
+            }
             Expr::Prop(inner, key) => match self.eval(inner, row)? {
                 Value::Node(n) => n.properties.get(key).cloned().unwrap_or(Value::Null),
                 Value::Map(m) => m.get(key).cloned().unwrap_or(Value::Null),
@@ -186,7 +249,7 @@ impl ExecEnv<'_> {
                 [Value::Int(a), Value::Int(b)] if b - a < 1_000_000 => Value::List((*a..=*b).map(Value::Int).collect()),
                 _ => return Err(rt("'range' expects two integer arguments (at most a million apart).")),
             },
-            "count" => return Err(rt("Aggregation functions are only allowed in WITH and RETURN.")),
+            "count" | "max" | "min" => return Err(rt("Aggregation functions are only allowed in WITH and RETURN.")),
             other => return Err(rt(format!("Function '{other}' doesn't exist."))),
         })
     }
@@ -200,7 +263,8 @@ impl ExecEnv<'_> {
         for (id, data) in self.visible_nodes() {
             if let Some(b) = bound {
                 match b {
-                    Value::Node(bn) if bn.id == id => {}
+                    Bound::Node(bid) if *bid == id => {}
+                    Bound::Value(Value::Node(bn)) if bn.id == id => {}
                     _ => continue,
                 }
             }
@@ -218,10 +282,9 @@ impl ExecEnv<'_> {
             if !props_ok {
                 continue;
             }
-            let n = to_node(id, data);
             let mut r = row.clone();
             if let Some(v) = &p.var {
-                r.insert(v.clone(), Value::Node(n));
+                r.bind(v, Bound::Node(id));
             }
             out.push(r);
         }
@@ -243,7 +306,7 @@ impl ExecEnv<'_> {
         self.graph.next_id += 1;
         let data = NodeData { labels: p.labels.clone(), properties: properties.clone() };
         if let Some(v) = &p.var {
-            row.insert(v.clone(), Value::Node(to_node(id, &data)));
+            row.bind(v, Bound::Node(id));
         }
         self.tx.created.insert(id, data);
         self.tx.ops.push(Op::CreateNode { id, labels: p.labels.clone(), properties });
@@ -271,7 +334,20 @@ pub fn run(q: &CypherQuery, env: &mut ExecEnv<'_>) -> Result<QueryOutput, QueryE
     let mut rows: Vec<Row> = vec![Row::new()];
     let (mut created, mut deleted) = (0i64, 0i64);
     let mut out = QueryOutput::default();
-    for clause in &q.clauses {
+    let mut clauses = q.clauses.iter().peekable();
+    while let Some(clause) = clauses.next() {
+        // `MATCH (n:...) RETURN <aggregates>` from the start: fold over the scan instead of
+        // building a row per node (the shape of counting and max queries).
+        if let (Clause::Match { patterns, filter: None }, Some(Clause::Return(r))) = (clause, clauses.peek())
+            && rows.len() == 1
+            && rows[0].0.is_empty()
+            && let [pattern] = patterns.as_slice()
+            && let Some(values) = fold_aggregates(pattern, r, env)?
+        {
+            out.rows = vec![values];
+            clauses.next();
+            continue;
+        }
         match clause {
             Clause::Match { patterns, filter } => {
                 for p in patterns {
@@ -316,6 +392,94 @@ pub fn run(q: &CypherQuery, env: &mut ExecEnv<'_>) -> Result<QueryOutput, QueryE
         out.stats.insert("nodes-deleted".into(), deleted);
     }
     Ok(out)
+}
+
+/// A running aggregate of [`fold_aggregates`].
+enum Fold<'e> {
+    Count(Option<&'e Expr>, i64),
+    Best(&'e Expr, bool, Option<Value>),
+}
+
+/// `RETURN` items that are all plain `count`, `max` or `min` aggregates (no DISTINCT, ORDER BY,
+/// SKIP or LIMIT), folded over the nodes `pattern` matches with one reused row. `None` when the
+/// return has another shape; the general path then handles it.
+fn fold_aggregates(p: &NodePattern, r: &Return, env: &ExecEnv<'_>) -> Result<Option<Vec<Value>>, QueryError> {
+    if r.distinct || !r.order_by.is_empty() || r.skip.is_some() || r.limit.is_some() || !p.props.is_empty() {
+        return Ok(None);
+    }
+    let mut folds = Vec::with_capacity(r.items.len());
+    for item in &r.items {
+        match &item.expr {
+            Expr::CountStar => folds.push(Fold::Count(None, 0)),
+            Expr::Call { name, args, distinct: false } if args.len() == 1 && !args[0].has_aggregate() => {
+                match name.as_str() {
+                    "count" => folds.push(Fold::Count(Some(&args[0]), 0)),
+                    "max" => folds.push(Fold::Best(&args[0], true, None)),
+                    "min" => folds.push(Fold::Best(&args[0], false, None)),
+                    _ => return Ok(None),
+                }
+            }
+            _ => return Ok(None),
+        }
+    }
+    let mut row = Row::new();
+    for (id, data) in env.visible_nodes() {
+        if !p.labels.iter().all(|l| data.labels.contains(l)) {
+            continue;
+        }
+        if let Some(v) = &p.var {
+            row.bind(v, Bound::Node(id));
+        }
+        // The node itself and its properties are read from `data`, without a lookup.
+        let direct = |e: &Expr| -> Option<Value> {
+            match e {
+                Expr::Prop(inner, key) if matches!(&**inner, Expr::Var(v) if p.var.as_ref() == Some(v)) => {
+                    Some(data.properties.get(key).cloned().unwrap_or(Value::Null))
+                }
+                _ => None,
+            }
+        };
+        for fold in &mut folds {
+            match fold {
+                Fold::Count(None, n) => *n += 1,
+                Fold::Count(Some(Expr::Var(v)), n) if p.var.as_ref() == Some(v) => *n += 1,
+                Fold::Count(Some(e), n) => {
+                    let null = match direct(e) {
+                        Some(v) => v.is_null(),
+                        None => env.is_null(e, &row)?,
+                    };
+                    if !null {
+                        *n += 1;
+                    }
+                }
+                Fold::Best(e, max, best) => {
+                    let v = match direct(e) {
+                        Some(v) => v,
+                        None => env.eval(e, &row)?,
+                    };
+                    if v.is_null() {
+                        continue;
+                    }
+                    let better = best.as_ref().is_none_or(|b| {
+                        let o = order(&v, b);
+                        if *max { o == Ordering::Greater } else { o == Ordering::Less }
+                    });
+                    if better {
+                        *best = Some(v);
+                    }
+                }
+            }
+        }
+    }
+    Ok(Some(
+        folds
+            .into_iter()
+            .map(|f| match f {
+                Fold::Count(_, n) => Value::Int(n),
+                Fold::Best(_, _, best) => best.unwrap_or(Value::Null),
+            })
+            .collect(),
+    ))
 }
 
 /// A key for grouping and DISTINCT (values compared structurally).
@@ -425,16 +589,36 @@ fn aggregate_expr(e: &Expr, rows: &[&Row], env: &ExecEnv<'_>) -> Result<Value, Q
             let mut seen = BTreeSet::new();
             let mut n = 0i64;
             for row in rows {
-                let v = env.eval(arg, row)?;
-                if v.is_null() {
+                if env.is_null(arg, row)? {
                     continue;
                 }
-                if *distinct && !seen.insert(key_of(std::slice::from_ref(&v))) {
+                if *distinct && !seen.insert(key_of(std::slice::from_ref(&env.eval(arg, row)?))) {
                     continue;
                 }
                 n += 1;
             }
             Ok(Value::Int(n))
+        }
+        // Nulls are skipped; no rows (or only nulls) give null, as in Cypher.
+        Expr::Call { name, args, .. } if name == "max" || name == "min" => {
+            let [arg] = args.as_slice() else {
+                return Err(rt(format!("'{name}' requires exactly one argument.")));
+            };
+            let mut best: Option<Value> = None;
+            for row in rows {
+                let v = env.eval(arg, row)?;
+                if v.is_null() {
+                    continue;
+                }
+                let better = best.as_ref().is_none_or(|b| {
+                    let o = order(&v, b);
+                    if name == "max" { o == Ordering::Greater } else { o == Ordering::Less }
+                });
+                if better {
+                    best = Some(v);
+                }
+            }
+            Ok(best.unwrap_or(Value::Null))
         }
         _ => Err(rt("Aggregations inside expressions are not supported by this server.")),
     }
@@ -666,6 +850,20 @@ mod tests {
         assert!(d.run("RETURN $missing", &[]).is_err());
         assert!(d.run("RETURN 1 / 0", &[]).is_err());
         assert!(d.run("RETURN nosuch(1)", &[]).is_err());
+    }
+
+    #[test]
+    fn max_and_min_skip_nulls() {
+        let mut d = db();
+        let out = d.run("MATCH (n:N) RETURN max(n.k) AS hi, count(n) AS c", &[]).unwrap();
+        assert_eq!(out.rows, vec![vec![Value::Null, Value::Int(0)]], "no rows: null and zero");
+        for k in [3, 7, 1] {
+            d.run("CREATE (:N {k: $k})", &[("k", Value::Int(k))]).unwrap();
+        }
+        d.run("CREATE (:N)", &[]).unwrap();
+        let out = d.run("MATCH (n:N) RETURN max(n.k) AS hi, min(n.k) AS lo, count(n) AS c", &[]).unwrap();
+        assert_eq!(out.rows, vec![vec![Value::Int(7), Value::Int(1), Value::Int(4)]]);
+        assert!(d.run("MATCH (n:N) WHERE max(n.k) > 1 RETURN n", &[]).is_err(), "aggregates only in RETURN");
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub const HA_DROP: &str = "Can't drop replica manually on instance with coordina
 pub const SNAPSHOT_ON_REPLICA: &str = "Failed to create a snapshot. Replica instances are not allowed to create them.";
 /// CREATE SNAPSHOT with nothing new (3.3–3.4).
 pub const SNAPSHOT_NOTHING_NEW: &str = "Nothing has been written since the last snapshot.";
+/// A snapshot that was aborted while being written (a replica received its MAIN's snapshot, or
+/// the instance stopped without `--storage-snapshot-on-exit`).
+pub const SNAPSHOT_ABORTED: &str = "Failed to create snapshot. The current snapshot needs to be aborted.";
 /// RECOVER SNAPSHOT on a replica.
 pub const RECOVER_ON_REPLICA: &str = "Failed to recover a snapshot. Replica instances are not allowed to create them.";
 /// RECOVER SNAPSHOT on non-empty storage without FORCE.
@@ -37,6 +40,15 @@ pub const RECOVER_NOT_CLEAN: &str = "Failed to recover a snapshot. Storage is no
 pub const RECOVER_MISSING: &str = "Failed to find the defined snapshot file.";
 /// Nested BEGIN.
 pub const NESTED_TX: &str = "Nested transactions are not supported.";
+
+/// CREATE SNAPSHOT while another snapshot is being written (3.3+; the period went away in 3.8).
+pub fn snapshot_already_running(v: MgVersion) -> &'static str {
+    if v.snapshot_errors_without_period() {
+        "Another snapshot creation is already in progress"
+    } else {
+        "Another snapshot creation is already in progress."
+    }
+}
 
 /// Registration failure codes (`RegisterReplicaError`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,6 +262,13 @@ mod tests {
         let two = vec![f[0].clone(), ("r2".to_string(), reason::NOT_READY.to_string())];
         assert!(sync_failure(v("3.12"), &two).contains("replicas 'r1' and 'r2'"));
         assert!(strict_sync_failure(v("3.12"), &f).contains("Transaction was aborted on all instances."));
+    }
+
+    #[test]
+    fn snapshot_in_progress_texts() {
+        assert_eq!(snapshot_already_running(v("3.3")), "Another snapshot creation is already in progress.");
+        assert_eq!(snapshot_already_running(v("3.7")), "Another snapshot creation is already in progress.");
+        assert_eq!(snapshot_already_running(v("3.8")), "Another snapshot creation is already in progress");
     }
 
     #[test]

@@ -33,8 +33,23 @@ async fn with_timeout<T>(t: Option<Duration>, f: impl Future<Output = T>) -> Opt
     }
 }
 
-/// One RPC over the client's connection (caller holds the RPC lock via `conn`).
+/// One RPC over the client's connection (caller holds the RPC lock via `conn`). Every outgoing
+/// RPC (heartbeats, shipping, catch-up, registration, live `SHOW REPLICAS`) passes here, so a
+/// frozen MAIN sends nothing and handles no answer until it resumes.
 pub(crate) async fn rpc(
+    inst: &Instance,
+    client: &ReplicaClient,
+    conn: &mut Option<BoxStream>,
+    req: &Request,
+    timeout: Option<Duration>,
+) -> Result<ReplicaInfo, RpcFailure> {
+    inst.thawed().await;
+    let out = rpc_inner(inst, client, conn, req, timeout).await;
+    inst.thawed().await;
+    out
+}
+
+async fn rpc_inner(
     inst: &Instance,
     client: &ReplicaClient,
     conn: &mut Option<BoxStream>,
@@ -237,6 +252,8 @@ pub(crate) fn start_checks(inst: &Arc<Instance>, client: &Arc<ReplicaClient>) {
     let (i, c) = (inst.clone(), client.clone());
     let handle = inst.spawn(async move {
         loop {
+            // A frozen MAIN sends no heartbeats.
+            i.thawed().await;
             if !still_registered(&i, &c) {
                 return;
             }

@@ -14,12 +14,17 @@ fn info(s: &Storage) -> ReplicaInfo {
 }
 
 /// Accepts MAIN connections until aborted (promotion, kill, shutdown); dropping this future drops
-/// every connection task with it.
+/// every connection task with it. Accepting goes on while the process is hung (the kernel
+/// completes the TCP handshake); a blocked port closes each connection at once.
 pub(crate) async fn serve(inst: Arc<Instance>, mut listener: Box<dyn DynListener>) {
     let mut conns = JoinSet::new();
     loop {
         while conns.try_join_next().is_some() {}
         match listener.accept().await {
+            Ok((stream, peer)) if inst.is_replication_blocked() => {
+                tracing::debug!(%peer, "replication port blocked: dropping the connection");
+                drop(stream);
+            }
             Ok((stream, peer)) => {
                 tracing::debug!(%peer, "replication connection");
                 conns.spawn(connection(inst.clone(), stream));
@@ -32,16 +37,28 @@ pub(crate) async fn serve(inst: Arc<Instance>, mut listener: Box<dyn DynListener
     }
 }
 
+/// Serves one MAIN connection; it is closed (dropped) as soon as the port gets blocked.
 async fn connection(inst: Arc<Instance>, mut stream: BoxStream) {
+    let mut blocked = inst.watch_replication_blocked();
     loop {
-        let req: Request = match rpc::read_frame(&mut stream).await {
-            Ok(Some(r)) => r,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "closing a malformed replication connection");
-                return;
-            }
+        let req: Request = tokio::select! {
+            biased;
+            _ = blocked.wait_for(|b| *b) => return,
+            read = rpc::read_frame(&mut stream) => match read {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "closing a malformed replication connection");
+                    return;
+                }
+            },
         };
+        // A frozen process handles nothing: the request is answered once it resumes.
+        tokio::select! {
+            biased;
+            _ = blocked.wait_for(|b| *b) => return,
+            () = inst.thawed() => {}
+        }
         let resp = handle(&inst, req);
         if rpc::write_frame(&mut stream, &resp).await.is_err() {
             return;

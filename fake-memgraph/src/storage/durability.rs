@@ -1,6 +1,9 @@
 //! Snapshots and write-ahead log in Memgraph's directory layout.
 //!
-//! - `snapshots/<YYYYmmddHHMMSSffffff>_timestamp_<ts>` — a JSON [`SnapshotImage`].
+//! - `snapshots/<YYYYmmddHHMMSSffffff>_timestamp_<ts>` — a JSON [`SnapshotImage`]. While a slow
+//!   snapshot is being written the file already has its final name but holds only
+//!   [`PARTIAL_SNAPSHOT`], which nothing accepts (as in Memgraph, where the header's offsets are
+//!   still zero); a crash leaves it like that, and listing and recovery skip it.
 //! - `wal/<stamp>_current` while written, `wal/<stamp>_from_<a>_to_<b>` once finalized — JSON lines of
 //!   [`WalRecord`]s. Records are buffered and appended every `flush_every_n_tx` transactions, so a
 //!   crash loses the unflushed tail while a graceful stop flushes it.
@@ -21,6 +24,52 @@ pub const SNAPSHOT_DIR: &str = "snapshots";
 pub const WAL_DIR: &str = "wal";
 /// Where the database UUID is kept.
 pub const DB_UUID_FILE: &str = "databases/memgraph/uuid";
+/// Contents of a snapshot file that is still being written: Memgraph's magic and zeroed header
+/// fields.
+pub const PARTIAL_SNAPSHOT: &[u8] = b"MGsn\0\0\0\0\0\0\0\0";
+
+/// What "nothing has been written since the last snapshot" compares (Memgraph's `SnapshotDigest`):
+/// a promotion or a new database identity counts as a change even at the same timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SnapshotDigest {
+    epoch: String,
+    history: Vec<(String, i64)>,
+    db_uuid: String,
+    ts: i64,
+}
+
+impl SnapshotDigest {
+    fn of(s: &Storage) -> Self {
+        SnapshotDigest { epoch: s.epoch.clone(), history: s.history.clone(), db_uuid: s.db_uuid.clone(), ts: s.ts }
+    }
+}
+
+/// A snapshot being written: its file exists under the final name but is not complete yet.
+#[derive(Debug)]
+pub struct PendingSnapshot {
+    rel: String,
+    data: Vec<u8>,
+    ts: i64,
+    digest: SnapshotDigest,
+}
+
+impl PendingSnapshot {
+    /// Path of the file relative to the data directory.
+    pub fn rel_path(&self) -> &str {
+        &self.rel
+    }
+}
+
+/// Why a slow snapshot could not be finished.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotWriteError {
+    /// Another operation replaced the durability files (or the instance stopped) while it was written.
+    #[error("the snapshot was aborted")]
+    Aborted,
+    /// The data directory failed.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
 
 /// Durability settings (from [`crate::config::Config`]).
 #[derive(Debug, Clone)]
@@ -145,13 +194,26 @@ pub struct Durability {
     cfg: DurabilityConfig,
     current: Option<CurrentWal>,
     last_snapshot_ts: Option<i64>,
+    /// What the last snapshot written by this process covered; `None` after start, like Memgraph,
+    /// so the first snapshot after a restart is never "nothing new".
+    last_digest: Option<SnapshotDigest>,
+    /// The partial file of the snapshot being written.
+    in_progress: Option<String>,
     dead: bool,
 }
 
 impl Durability {
     /// Durability over `dir`.
     pub fn new(dir: Arc<dyn DataDir>, cfg: DurabilityConfig) -> Self {
-        Durability { dir, cfg, current: None, last_snapshot_ts: None, dead: false }
+        Durability {
+            dir,
+            cfg,
+            current: None,
+            last_snapshot_ts: None,
+            last_digest: None,
+            in_progress: None,
+            dead: false,
+        }
     }
 
     /// The data directory.
@@ -164,9 +226,16 @@ impl Durability {
         self.last_snapshot_ts
     }
 
-    /// Crash: forget the unflushed tail and never write again.
+    /// The partial file of the snapshot being written, if one is.
+    pub fn snapshot_in_progress(&self) -> Option<&str> {
+        self.in_progress.as_deref()
+    }
+
+    /// Crash: forget the unflushed tail and never write again. A snapshot being written stays
+    /// behind as a partial file.
     pub fn kill(&mut self) {
         self.current = None;
+        self.in_progress = None;
         self.dead = true;
     }
 
@@ -341,24 +410,63 @@ impl Durability {
         self.dir.rename(&cur.path(), &format!("{WAL_DIR}/{}_from_{}_to_{}", cur.stamp, cur.from_ts, cur.to_ts))
     }
 
-    /// Whether anything was committed since the last snapshot.
-    pub fn changed_since_snapshot(&self, ts: i64) -> bool {
-        self.last_snapshot_ts != Some(ts)
+    /// Whether anything changed since the last snapshot this process wrote (always true before
+    /// the first one).
+    pub fn changed_since_snapshot(&self, s: &Storage) -> bool {
+        self.last_digest.as_ref() != Some(&SnapshotDigest::of(s))
     }
 
-    /// Writes a snapshot of `s`, finalizes the WAL and applies retention. Returns the relative path.
-    pub fn create_snapshot(&mut self, s: &Storage, now_micros: i64) -> std::io::Result<String> {
+    fn prepare_snapshot(&self, s: &Storage, now_micros: i64) -> std::io::Result<PendingSnapshot> {
         if self.dead {
             return Err(std::io::Error::other("instance is shut down"));
         }
         let img = s.image(now_micros);
         let rel = format!("{SNAPSHOT_DIR}/{}_timestamp_{}", file_stamp(now_micros), s.ts);
         let data = serde_json::to_vec(&img).map_err(std::io::Error::other)?;
-        self.dir.write(&rel, &data)?;
-        self.last_snapshot_ts = Some(s.ts);
+        Ok(PendingSnapshot { rel, data, ts: s.ts, digest: SnapshotDigest::of(s) })
+    }
+
+    fn complete_snapshot(&mut self, p: PendingSnapshot) -> std::io::Result<String> {
+        self.dir.write(&p.rel, &p.data)?;
+        self.last_snapshot_ts = Some(p.ts);
+        self.last_digest = Some(p.digest);
         self.finalize_wal()?;
         self.apply_retention()?;
-        Ok(rel)
+        Ok(p.rel)
+    }
+
+    /// Writes a snapshot of `s` at once, finalizes the WAL and applies retention. Returns the
+    /// relative path.
+    pub fn create_snapshot(&mut self, s: &Storage, now_micros: i64) -> std::io::Result<String> {
+        let p = self.prepare_snapshot(s, now_micros)?;
+        self.complete_snapshot(p)
+    }
+
+    /// Starts a slow snapshot of `s` as it is now: its file appears under the final name holding
+    /// only [`PARTIAL_SNAPSHOT`] until [`Durability::finish_snapshot`].
+    pub fn begin_snapshot(&mut self, s: &Storage, now_micros: i64) -> std::io::Result<PendingSnapshot> {
+        let p = self.prepare_snapshot(s, now_micros)?;
+        self.dir.write(&p.rel, PARTIAL_SNAPSHOT)?;
+        self.in_progress = Some(p.rel.clone());
+        Ok(p)
+    }
+
+    /// Completes a snapshot from [`Durability::begin_snapshot`], unless it was aborted meanwhile.
+    pub fn finish_snapshot(&mut self, p: PendingSnapshot) -> Result<String, SnapshotWriteError> {
+        if self.dead || self.in_progress.as_deref() != Some(p.rel.as_str()) {
+            return Err(SnapshotWriteError::Aborted);
+        }
+        self.in_progress = None;
+        Ok(self.complete_snapshot(p)?)
+    }
+
+    /// Aborts the snapshot being written, deleting its partial file (Memgraph deletes an aborted
+    /// snapshot's file).
+    pub fn abort_snapshot(&mut self) -> std::io::Result<()> {
+        match self.in_progress.take() {
+            Some(rel) if !self.dead => self.dir.remove(&rel),
+            _ => Ok(()),
+        }
     }
 
     fn apply_retention(&mut self) -> std::io::Result<()> {
@@ -380,13 +488,21 @@ impl Durability {
         Ok(())
     }
 
-    /// Snapshot files, newest first (by durable timestamp, then creation stamp).
+    /// Finished snapshot files, newest first (by durable timestamp, then creation stamp). Partial
+    /// files (being written, or left by a crash) are skipped, as Memgraph skips files whose header
+    /// does not parse.
     pub fn snapshots(&self) -> std::io::Result<Vec<SnapshotFile>> {
         let mut out = Vec::new();
         for name in self.dir.list(SNAPSHOT_DIR)? {
             let Some((stamp, ts)) = parse_snapshot_name(&name) else { continue };
             let rel_path = format!("{SNAPSHOT_DIR}/{name}");
             let size = self.dir.size(&rel_path)?.unwrap_or(0);
+            // Only a file of exactly the marker's size can be partial: avoids reading every snapshot.
+            if size == PARTIAL_SNAPSHOT.len() as u64 && self.dir.read(&rel_path)?.is_some_and(|d| d == PARTIAL_SNAPSHOT)
+            {
+                tracing::debug!(file = %name, "skipping an incomplete snapshot file");
+                continue;
+            }
             out.push(SnapshotFile { name, rel_path, stamp, ts, size });
         }
         out.sort_by(|a, b| (b.ts, &b.stamp).cmp(&(a.ts, &a.stamp)));
@@ -407,6 +523,8 @@ impl Durability {
         if self.dead {
             return Ok(());
         }
+        // Replacing the storage aborts a snapshot being written (Memgraph's `TakeSnapshotLock`).
+        self.abort_snapshot()?;
         self.flush()?;
         self.current = None;
         for d in [SNAPSHOT_DIR, WAL_DIR] {
@@ -415,6 +533,7 @@ impl Durability {
             }
         }
         self.last_snapshot_ts = None;
+        self.last_digest = None;
         Ok(())
     }
 
@@ -545,6 +664,87 @@ mod tests {
         assert_eq!(r.storage.epoch, "promoted");
         assert_eq!(r.storage.history, s.history);
         assert_eq!(r.storage.ts, 2);
+    }
+
+    #[test]
+    fn a_slow_snapshot_is_partial_until_finished_and_a_crash_leaves_it_unlisted() {
+        let dir = MemDataDir::default();
+        let ids = IdSource::seeded(6);
+        let mut d = Durability::new(Arc::new(dir.clone()), cfg(1));
+        let mut s = d.recover(true, &ids).unwrap().storage;
+        let c = commit(&mut s, 0);
+        d.log_commit(&c, 1).unwrap();
+        let first = d.create_snapshot(&s, 10).unwrap();
+        let c = commit(&mut s, 1);
+        d.log_commit(&c, 11).unwrap();
+
+        let p = d.begin_snapshot(&s, 20).unwrap();
+        let rel = p.rel_path().to_string();
+        assert_eq!(d.snapshot_in_progress(), Some(rel.as_str()));
+        // The file has its final name but only the marker, and it is not listed.
+        assert_eq!(dir.snapshot().get(&rel).map(Vec::as_slice), Some(PARTIAL_SNAPSHOT));
+        let listed: Vec<String> = d.snapshots().unwrap().into_iter().map(|f| f.rel_path).collect();
+        assert_eq!(listed, std::slice::from_ref(&first));
+        assert_eq!(d.finish_snapshot(p).unwrap(), rel);
+        assert_eq!(d.snapshots().unwrap()[0].rel_path, rel);
+        assert_eq!(d.snapshot_in_progress(), None);
+
+        // Crash in the middle: the partial file stays, recovery and listing skip it.
+        let c = commit(&mut s, 2);
+        d.log_commit(&c, 21).unwrap();
+        let p = d.begin_snapshot(&s, 30).unwrap();
+        let partial = p.rel_path().to_string();
+        d.kill();
+        assert!(matches!(d.finish_snapshot(p), Err(SnapshotWriteError::Aborted)));
+        let mut d2 = Durability::new(Arc::new(dir.clone()), cfg(1));
+        let r = d2.recover(true, &ids).unwrap();
+        assert_eq!(r.storage.graph, s.graph, "the previous snapshot plus the WAL");
+        assert!(dir.paths().contains(&partial));
+        assert_eq!(d2.snapshots().unwrap().iter().map(|f| f.rel_path.clone()).collect::<Vec<_>>(), [rel, first]);
+    }
+
+    #[test]
+    fn an_aborted_snapshot_is_deleted_and_cannot_finish() {
+        let dir = MemDataDir::default();
+        let ids = IdSource::seeded(7);
+        let mut d = Durability::new(Arc::new(dir.clone()), cfg(1));
+        let mut s = d.recover(true, &ids).unwrap().storage;
+        let c = commit(&mut s, 0);
+        d.log_commit(&c, 1).unwrap();
+        let p = d.begin_snapshot(&s, 5).unwrap();
+        let rel = p.rel_path().to_string();
+        d.abort_snapshot().unwrap();
+        assert!(!dir.paths().contains(&rel));
+        assert!(matches!(d.finish_snapshot(p), Err(SnapshotWriteError::Aborted)));
+        // Replacing the storage aborts a snapshot being written, too.
+        let p = d.begin_snapshot(&s, 6).unwrap();
+        let img = s.image(7);
+        d.install_snapshot(&img, 8).unwrap();
+        assert!(matches!(d.finish_snapshot(p), Err(SnapshotWriteError::Aborted)));
+        assert_eq!(d.snapshots().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn nothing_new_is_judged_by_the_digest_of_this_process() {
+        let dir = MemDataDir::default();
+        let ids = IdSource::seeded(8);
+        let mut d = Durability::new(Arc::new(dir.clone()), cfg(1));
+        let mut s = d.recover(true, &ids).unwrap().storage;
+        assert!(d.changed_since_snapshot(&s), "no snapshot yet");
+        let c = commit(&mut s, 0);
+        d.log_commit(&c, 1).unwrap();
+        d.create_snapshot(&s, 2).unwrap();
+        assert!(!d.changed_since_snapshot(&s));
+        // A promotion is a change even without a commit.
+        s.switch_epoch("promoted".into());
+        assert!(d.changed_since_snapshot(&s));
+        d.create_snapshot(&s, 3).unwrap();
+        assert!(!d.changed_since_snapshot(&s));
+        // After a restart the first snapshot is never "nothing new", as in Memgraph.
+        let mut d2 = Durability::new(Arc::new(dir), cfg(1));
+        let r = d2.recover(true, &ids).unwrap();
+        assert_eq!(d2.last_snapshot_ts(), Some(2));
+        assert!(d2.changed_since_snapshot(&r.storage));
     }
 
     #[test]

@@ -51,25 +51,46 @@ pub struct Commit {
     pub ops: Vec<Op>,
 }
 
-/// Nodes keyed by id.
+/// Nodes keyed by id. Changed only through [`Graph::apply`] and [`Graph::from_nodes`], which
+/// keep its digest up to date.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Graph {
     /// Nodes.
     pub nodes: BTreeMap<i64, NodeData>,
     /// Next id to hand out.
     pub next_id: i64,
+    /// Sum of the nodes' fingerprints, kept as nodes come and go.
+    digest: u64,
+}
+
+/// FNV-1a over the canonical JSON of one node.
+fn node_digest(id: i64, n: &NodeData) -> u64 {
+    let text = serde_json::to_string(&(id, n)).unwrap_or_default();
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3))
 }
 
 impl Graph {
+    /// A graph holding `nodes`.
+    pub fn from_nodes(nodes: BTreeMap<i64, NodeData>, next_id: i64) -> Self {
+        let digest = nodes.iter().fold(0u64, |d, (id, n)| d.wrapping_add(node_digest(*id, n)));
+        Graph { nodes, next_id, digest }
+    }
+
     /// Applies one change.
     pub fn apply(&mut self, op: &Op) {
         match op {
             Op::CreateNode { id, labels, properties } => {
-                self.nodes.insert(*id, NodeData { labels: labels.clone(), properties: properties.clone() });
+                let data = NodeData { labels: labels.clone(), properties: properties.clone() };
+                self.digest = self.digest.wrapping_add(node_digest(*id, &data));
+                if let Some(old) = self.nodes.insert(*id, data) {
+                    self.digest = self.digest.wrapping_sub(node_digest(*id, &old));
+                }
                 self.next_id = self.next_id.max(id + 1);
             }
             Op::DeleteNode { id } => {
-                self.nodes.remove(id);
+                if let Some(old) = self.nodes.remove(id) {
+                    self.digest = self.digest.wrapping_sub(node_digest(*id, &old));
+                }
             }
         }
     }
@@ -79,17 +100,10 @@ impl Graph {
         self.nodes.get(&id).map(|d| to_node(id, d))
     }
 
-    /// An order-independent fingerprint of the data (FNV-1a over the canonical JSON of the nodes).
+    /// An order-independent fingerprint of the data: equal data, equal digest. Kept up to date
+    /// by every change, so asking is free.
     pub fn digest(&self) -> u64 {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for (id, n) in &self.nodes {
-            let text = serde_json::to_string(&(id, n)).unwrap_or_default();
-            for b in text.bytes() {
-                h ^= u64::from(b);
-                h = h.wrapping_mul(0x0000_0100_0000_01B3);
-            }
-        }
-        h
+        self.digest
     }
 }
 
@@ -159,7 +173,7 @@ impl Storage {
 
     /// Replaces everything with an image.
     pub fn load_image(&mut self, img: &SnapshotImage) {
-        self.graph = Graph { nodes: img.nodes.iter().cloned().collect(), next_id: img.next_id };
+        self.graph = Graph::from_nodes(img.nodes.iter().cloned().collect(), img.next_id);
         self.ts = img.ts;
         self.epoch = img.epoch.clone();
         self.history = img.history.clone();
