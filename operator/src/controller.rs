@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -21,7 +21,7 @@ use crate::api::MemgraphCluster;
 use crate::clock::SystemClock;
 use crate::health::{self, Readiness};
 use crate::kube_api::{Kube, KubeClient};
-use crate::memgraph::{Credentials, Neo4rsBolt};
+use crate::memgraph::{Credentials, Neo4rsBolt, Timeouts};
 use crate::names::{FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY};
 use crate::reconcile::{self, ReconcileError};
 
@@ -32,10 +32,8 @@ pub struct RunConfig {
     pub namespace: Option<String>,
     /// Address of the health endpoint.
     pub health_addr: String,
-    /// Bolt connect timeout.
-    pub connect_timeout: Duration,
-    /// Bolt query timeout.
-    pub query_timeout: Duration,
+    /// How long to wait on Memgraph.
+    pub timeouts: Timeouts,
     /// Name of this operator instance for events (the pod name).
     pub instance: Option<String>,
 }
@@ -69,6 +67,7 @@ pub enum RunError {
 struct Context {
     kube: KubeClient,
     bolt: Neo4rsBolt,
+    memory: Arc<reconcile::Memory>,
     failures: Mutex<BTreeMap<String, u32>>,
 }
 
@@ -93,13 +92,33 @@ async fn credentials(kube: &KubeClient, cluster: &MemgraphCluster) -> Result<Opt
 
 async fn reconcile_one(cluster: Arc<MemgraphCluster>, ctx: Arc<Context>) -> Result<RuntimeAction, ReconcileError> {
     let bolt = ctx.bolt.clone().with_credentials(credentials(&ctx.kube, &cluster).await?);
-    let outcome = reconcile::reconcile(&cluster, &ctx.kube, &bolt, &SystemClock).await?;
+    let outcome = reconcile::reconcile(&cluster, &ctx.kube, &bolt, &SystemClock, &ctx.memory).await?;
+    if let Some(job) = outcome.snapshot.clone() {
+        // Beside the reconciles: a long snapshot must not hold up labels and status.
+        let memory = ctx.memory.clone();
+        tokio::spawn(async move { reconcile::snapshot_job::run(&bolt, &memory.snapshots, &SystemClock, job).await });
+    }
     if let Ok(mut failures) = ctx.failures.lock() {
         failures.remove(&key(&cluster));
     }
     tracing::info!(cluster = %key(&cluster), rounds = outcome.rounds, actions = outcome.actions,
         requeue_s = outcome.requeue_after.as_secs(), "reconciled");
     Ok(RuntimeAction::requeue(outcome.requeue_after))
+}
+
+/// Remove a role label its pod no longer deserves (see [`reconcile::guard`]).
+async fn guard_pod(pod: Arc<Pod>, ctx: Arc<Context>) -> Result<RuntimeAction, ReconcileError> {
+    if let Some(patch) = reconcile::guard::guard(&pod) {
+        let namespace = pod.namespace().unwrap_or_default();
+        ctx.kube.patch_pod_labels(&namespace, &pod.name_any(), &pod.uid().unwrap_or_default(), &patch).await?;
+        tracing::info!(pod = %pod.name_any(), "removed a role label verified on an earlier container or a pod that is not ready");
+    }
+    Ok(RuntimeAction::await_change())
+}
+
+fn guard_error_policy(pod: Arc<Pod>, error: &ReconcileError, _: Arc<Context>) -> RuntimeAction {
+    tracing::warn!(pod = %pod.name_any(), %error, "route guard failed; retrying");
+    RuntimeAction::requeue(Duration::from_secs(2))
 }
 
 /// Exponential backoff per cluster: 2 s, 4 s, ... up to 5 minutes.
@@ -192,14 +211,26 @@ pub async fn run(client: Client, config: RunConfig) -> Result<(), RunError> {
 
     let ctx = Arc::new(Context {
         kube: KubeClient::new(client.clone(), config.instance.clone()),
-        bolt: Neo4rsBolt::new(config.connect_timeout, config.query_timeout),
+        bolt: Neo4rsBolt::new(config.timeouts),
+        memory: Arc::default(),
         failures: Mutex::new(BTreeMap::new()),
     });
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
     let pods = owned.clone();
     tracing::info!(namespace = namespace.unwrap_or("<all>"), "watching MemgraphClusters");
     readiness.set(true);
-    Controller::new(api::<MemgraphCluster>(&client, namespace), watcher::Config::default())
+    let shutdown = shutdown_signal().shared();
+    // The route guard runs beside the cluster reconciles, so a label a pod no longer deserves
+    // goes at once, whatever the cluster's reconcile is waiting for.
+    let guard = Controller::new(api::<Pod>(&client, namespace), pods.clone())
+        .graceful_shutdown_on(shutdown.clone())
+        .run(guard_pod, guard_error_policy, ctx.clone())
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "route guard event");
+            }
+        });
+    let clusters = Controller::new(api::<MemgraphCluster>(&client, namespace), watcher::Config::default())
         .owns(api::<StatefulSet>(&client, namespace), owned.clone())
         .owns(api::<Service>(&client, namespace), owned.clone())
         .owns(api::<PodDisruptionBudget>(&client, namespace), owned)
@@ -214,14 +245,14 @@ pub async fn run(client: Client, config: RunConfig) -> Result<(), RunError> {
                 })
                 .into_iter()
         })
-        .graceful_shutdown_on(shutdown_signal())
+        .graceful_shutdown_on(shutdown)
         .run(reconcile_one, error_policy, ctx)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "controller event");
             }
-        })
-        .await;
+        });
+    futures::join!(clusters, guard);
     readiness.set(false);
     health.abort();
     tracing::info!("stopped");

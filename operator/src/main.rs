@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use memgraph_operator::controller::RunConfig;
+use memgraph_operator::memgraph::Timeouts;
 use tracing_subscriber::EnvFilter;
 
 /// Kubernetes operator for Memgraph: one write instance (MAIN) and N read replicas.
@@ -29,11 +30,18 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:8080")]
         health_addr: String,
         /// Seconds to wait for a Bolt connection to an instance.
-        #[arg(long, default_value_t = 5)]
+        #[arg(long, default_value_t = Timeouts::default().connect.as_secs())]
         bolt_connect_timeout: u64,
-        /// Seconds to wait for one Memgraph query.
-        #[arg(long, default_value_t = 15)]
+        /// Seconds to wait for a probe (role, SHOW REPLICAS): a frozen instance costs a reconcile
+        /// no more than this.
+        #[arg(long, default_value_t = Timeouts::default().probe.as_secs())]
+        bolt_probe_timeout: u64,
+        /// Seconds to wait for a replication command (REGISTER REPLICA waits on the replica).
+        #[arg(long, default_value_t = Timeouts::default().command.as_secs())]
         bolt_query_timeout: u64,
+        /// Seconds to wait for CREATE SNAPSHOT.
+        #[arg(long, default_value_t = Timeouts::default().snapshot.as_secs())]
+        snapshot_timeout: u64,
         /// Log as JSON lines instead of text.
         #[arg(long)]
         log_json: bool,
@@ -51,13 +59,26 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Command::Run { namespace, health_addr, bolt_connect_timeout, bolt_query_timeout, log_json } = cli.command {
+    if let Command::Run {
+        namespace,
+        health_addr,
+        bolt_connect_timeout,
+        bolt_probe_timeout,
+        bolt_query_timeout,
+        snapshot_timeout,
+        log_json,
+    } = cli.command
+    {
         return run_controller(
             RunConfig {
                 namespace,
                 health_addr,
-                connect_timeout: Duration::from_secs(bolt_connect_timeout),
-                query_timeout: Duration::from_secs(bolt_query_timeout),
+                timeouts: Timeouts {
+                    connect: Duration::from_secs(bolt_connect_timeout),
+                    probe: Duration::from_secs(bolt_probe_timeout),
+                    command: Duration::from_secs(bolt_query_timeout),
+                    snapshot: Duration::from_secs(snapshot_timeout),
+                },
                 instance: std::env::var("POD_NAME").ok(),
             },
             log_json,

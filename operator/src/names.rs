@@ -27,6 +27,10 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_READ_INDEX: &str = "memgraph.io/read-index";
 /// `memgraph.io/role`: `main` or `replica`, set on pods only after the role is verified.
 pub const LABEL_ROLE: &str = "memgraph.io/role";
+/// `memgraph.io/verified-restarts`: the container restart count of the pod when its role was
+/// verified. A role label is good only for the process it was verified on: a container that
+/// restarted since (perhaps on an emptied volume) has not been verified.
+pub const LABEL_VERIFIED_RESTARTS: &str = "memgraph.io/verified-restarts";
 /// Value of [`LABEL_ROLE`] on the pod verified as MAIN.
 pub const ROLE_MAIN: &str = "main";
 /// Value of [`LABEL_ROLE`] on pods verified as registered, healthy replicas.

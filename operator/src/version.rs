@@ -22,6 +22,15 @@ impl MemgraphVersion {
     /// First release with `STRICT_SYNC` replicas.
     pub const STRICT_SYNC: Self = Self::new(3, 5, 0);
 
+    /// First release that serves `SHOW REPLICAS` from cached state instead of a live heartbeat
+    /// RPC to every replica (which, on older releases, waits on a replica that does not answer).
+    pub const CACHED_SHOW_REPLICAS: Self = Self::new(3, 1, 0);
+
+    /// Whether `SHOW REPLICAS` makes a live RPC per replica (2.21–3.0).
+    pub fn live_show_replicas(self) -> bool {
+        self < Self::CACHED_SHOW_REPLICAS
+    }
+
     /// Whether this version accepts `REGISTER REPLICA ... STRICT_SYNC`.
     pub fn supports_strict_sync(self) -> bool {
         self >= Self::STRICT_SYNC

@@ -333,13 +333,52 @@ impl ReplicationMode {
     }
 }
 
+/// What a SYNC or STRICT_SYNC cluster puts first when a replica cannot confirm writes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+pub enum DataDurability {
+    /// Durability first: a SYNC or STRICT_SYNC replica stays registered in that mode while it is
+    /// down or catching up, so Memgraph refuses (SYNC: reports an error for; STRICT_SYNC: aborts)
+    /// every write until it is back in sync. A write that succeeded is on every replica.
+    #[default]
+    Required,
+    /// Availability first: a SYNC or STRICT_SYNC replica that has not been in sync for
+    /// `degradeAfterSeconds` is registered ASYNC until it has caught up, then back in the spec's
+    /// mode. Writes keep succeeding; a write acknowledged meanwhile may be only on the MAIN.
+    Preferred,
+}
+
 /// Replication settings.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplicationSpec {
     /// ASYNC (default), SYNC or STRICT_SYNC. Changing it re-registers the replicas one at a time.
+    /// New and re-registered replicas catch up as ASYNC first (while another replica keeps the
+    /// writes durable) and are switched to this mode once in sync.
     #[serde(default)]
     pub mode: ReplicationMode,
+    /// SYNC and STRICT_SYNC only: `Required` (default) keeps failing writes while a replica is
+    /// out of sync; `Preferred` re-registers such a replica ASYNC after `degradeAfterSeconds`.
+    #[serde(default)]
+    pub data_durability: DataDurability,
+    /// With `dataDurability: Preferred`, how long a SYNC or STRICT_SYNC replica may be out of
+    /// sync before it is registered ASYNC. Default 30.
+    #[serde(default = "default_degrade_after")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub degrade_after_seconds: i32,
+}
+
+impl Default for ReplicationSpec {
+    fn default() -> Self {
+        Self {
+            mode: ReplicationMode::default(),
+            data_durability: DataDurability::default(),
+            degrade_after_seconds: default_degrade_after(),
+        }
+    }
+}
+
+fn default_degrade_after() -> i32 {
+    30
 }
 
 /// Scheduled snapshots of the MAIN.

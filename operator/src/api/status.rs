@@ -45,12 +45,24 @@ pub struct MemgraphClusterStatus {
     /// Time of the last snapshot the operator created on the MAIN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_snapshot_time: Option<Time>,
+    /// The schedule tick the operator last took (or tried to take). Written before `CREATE
+    /// SNAPSHOT` runs, so each tick is taken at most once, whatever fails or restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_snapshot_tick: Option<Time>,
+    /// The schedule `lastSnapshotTick` counts by. When `spec.snapshot.schedule` changes, ticks of
+    /// the new schedule are counted from the change, not caught up from before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_schedule: Option<String>,
     /// Time of the last snapshot uploaded to S3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_s3_backup_time: Option<Time>,
     /// Results of the live checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<ValidationStatus>,
+    /// Actions that keep failing: the operator retries each with backoff and says why here and
+    /// in the `ActionsSucceeding` condition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failing_actions: Vec<ActionFailure>,
     /// Standard conditions: WriteReady, ReplicasReady, ReplicationHealthy, InvalidSpec,
     /// DataDivergence and the validation conditions (WriteConnectivity, ReadConnectivity,
     /// ReplicationLagAcceptable).
@@ -91,7 +103,8 @@ pub struct ReplicaValidation {
     /// True when the replica is registered, in sync and passed its last checks.
     #[serde(default)]
     pub healthy: bool,
-    /// Replica state as the MAIN reports it: ready, replicating, recovery, invalid or diverged.
+    /// Replica state as the MAIN reports it: ready (in sync; a transaction may be in flight),
+    /// recovery, invalid or diverged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// Last measured replication lag in milliseconds.
@@ -100,10 +113,34 @@ pub struct ReplicaValidation {
     /// When this replica was last checked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_test_time: Option<Time>,
-    /// Since when the replica has been continuously unhealthy; drives repair grace periods.
+    /// Since when the MAIN has reported the replica out of sync while its pod was ready; drives
+    /// the grace before its label is removed and before it is registered again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unhealthy_since: Option<Time>,
+    /// Since when the MAIN has reported its registration out of sync, whether its pod runs or
+    /// not; drives `dataDurability: Preferred`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub out_of_sync_since: Option<Time>,
     /// Why the replica is unhealthy, in words a person can act on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// An action that failed, remembered so that it is retried with backoff and reported.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionFailure {
+    /// What is failing, such as `RegisterReplica read_1`.
+    pub action: String,
+    /// What the backoff is kept for, such as `replica read_1`: actions on one subject wait
+    /// together (a registration that failed is not dropped and made again in a loop).
+    pub subject: String,
+    /// Consecutive failures.
+    pub failures: i32,
+    /// First failure of this run of failures.
+    pub since: Time,
+    /// Not retried before this time.
+    pub retry_after: Time,
+    /// The last error, and what to do about it.
+    pub message: String,
 }

@@ -123,12 +123,23 @@ impl Kube for KubeClient {
         }
     }
 
-    async fn patch_status(&self, namespace: &str, name: &str, status: &MemgraphClusterStatus) -> Result<(), KubeError> {
-        let body = serde_json::json!({
+    async fn patch_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &MemgraphClusterStatus,
+        resource_version: Option<&str>,
+    ) -> Result<(), KubeError> {
+        let mut body = serde_json::json!({
             "apiVersion": MemgraphCluster::api_version(&()),
             "kind": MemgraphCluster::kind(&()),
             "status": status,
         });
+        // An apply carrying metadata.resourceVersion is refused with a conflict when the object
+        // has changed since.
+        if let Some(rv) = resource_version {
+            body["metadata"] = serde_json::json!({"resourceVersion": rv});
+        }
         self.api::<MemgraphCluster>(namespace)
             .patch_status(name, &apply_params(), &Patch::Apply(body))
             .await
@@ -385,10 +396,16 @@ mod tests {
                     assert_eq!(body["status"]["readyReplicas"], 3);
                     assert_eq!(body["status"]["mainPod"], "c-write-0");
                     assert!(body.get("spec").is_none(), "status apply must not touch the spec");
+                    assert!(body.get("metadata").is_none(), "no precondition unless asked");
                 })
                 .respond(StatusCode::OK, serde_json::to_value(cluster()).expect("json")),
+            expect(Method::PATCH, "/apis/memgraph.io/v1alpha1/namespaces/ns/memgraphclusters/c/status")
+                .body(|body| assert_eq!(body["metadata"]["resourceVersion"], "41"))
+                .respond(StatusCode::CONFLICT, status_body(409, "Conflict", "the object has been modified")),
         ]);
-        kube.patch_status("ns", "c", &status).await.expect("status");
+        kube.patch_status("ns", "c", &status, None).await.expect("status");
+        let err = kube.patch_status("ns", "c", &status, Some("41")).await.expect_err("stale view");
+        assert!(err.is_conflict());
         server.await.expect("server");
     }
 

@@ -140,7 +140,15 @@ pub trait Kube: Send + Sync {
     async fn delete<T: KubeObject>(&self, namespace: &str, name: &str) -> Result<(), KubeError>;
 
     /// Replace the status of a `MemgraphCluster` (server-side apply on the status subresource).
-    async fn patch_status(&self, namespace: &str, name: &str, status: &MemgraphClusterStatus) -> Result<(), KubeError>;
+    /// With `resource_version`, only if the cluster still has it: a status that claims
+    /// scheduled work must not be written from an old view.
+    async fn patch_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &MemgraphClusterStatus,
+        resource_version: Option<&str>,
+    ) -> Result<(), KubeError>;
 
     /// Change labels of a pod, but only if it is still the pod with `uid`: a pod recreated since
     /// it was observed must not inherit a role it was never verified for.

@@ -7,6 +7,7 @@ mod queries;
 mod replicas;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use thiserror::Error;
@@ -150,14 +151,61 @@ impl BoltError {
     }
 }
 
+/// How long the operator waits on Memgraph. Probes (role, `SHOW REPLICAS`, counts) answer at
+/// once on a healthy instance, so they give up early and a frozen instance costs a reconcile only
+/// that long; commands may wait on Memgraph's own RPCs (`REGISTER REPLICA` waits up to 10 s for
+/// the replica); a snapshot of a large graph takes longer still.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// Opening a connection.
+    pub connect: Duration,
+    /// `SHOW REPLICATION ROLE`, `SHOW REPLICAS`, node counts.
+    pub probe: Duration,
+    /// Replication commands.
+    pub command: Duration,
+    /// `CREATE SNAPSHOT`.
+    pub snapshot: Duration,
+}
+
+impl Default for Timeouts {
+    /// The production defaults: 5 s to connect, 5 s per probe, 15 s per command, 60 s per
+    /// snapshot. The simulation uses these same values.
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(5),
+            probe: Duration::from_secs(5),
+            command: Duration::from_secs(15),
+            snapshot: Duration::from_secs(60),
+        }
+    }
+}
+
 /// Runs one auto-commit query against one Memgraph instance.
 #[async_trait]
 pub trait Bolt: Send + Sync {
-    /// Run `query` with `params` on the instance at `address` (`host:port`) and return all rows.
+    /// Run `query` with `params` on the instance at `address` (`host:port`) and return all rows,
+    /// giving up after `timeout`.
+    async fn run_within(
+        &self,
+        address: &str,
+        query: &str,
+        params: BTreeMap<String, BoltValue>,
+        timeout: Duration,
+    ) -> Result<QueryResult, BoltError>;
+
+    /// The timeouts the typed calls use.
+    fn timeouts(&self) -> Timeouts {
+        Timeouts::default()
+    }
+
+    /// Run a command within [`Timeouts::command`].
     async fn run(
         &self,
         address: &str,
         query: &str,
         params: BTreeMap<String, BoltValue>,
-    ) -> Result<QueryResult, BoltError>;
+    ) -> Result<QueryResult, BoltError> {
+        let timeout = self.timeouts().command;
+        self.run_within(address, query, params, timeout).await
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use neo4rs::{BoltList, BoltMap, BoltNull, BoltString, BoltType, ConfigBuilder, Graph};
 
-use super::{Bolt, BoltError, BoltValue, QueryResult};
+use super::{Bolt, BoltError, BoltValue, QueryResult, Timeouts};
 
 /// Maps an instance address (`host:port`) to the address to dial; tests use it to reach
 /// cluster DNS names on loopback.
@@ -30,23 +30,28 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// A connection pool per dialled address and login.
-type PoolKey = (String, Option<(String, String)>);
+/// A connection pool per dialled address, login and lane (snapshots have their own connection,
+/// so a snapshot that takes minutes never holds up a probe).
+type PoolKey = (String, Option<(String, String)>, bool);
+
+/// Whether a query goes on the snapshot lane.
+pub(crate) fn snapshot_lane(query: &str) -> bool {
+    query.trim_start().to_ascii_uppercase().starts_with("CREATE SNAPSHOT")
+}
 
 /// Production [`Bolt`].
 #[derive(Clone)]
 pub struct Neo4rsBolt {
     graphs: Arc<Mutex<BTreeMap<PoolKey, Graph>>>,
     credentials: Option<Credentials>,
-    connect_timeout: Duration,
-    query_timeout: Duration,
+    timeouts: Timeouts,
     resolver: Option<Resolver>,
 }
 
 impl Neo4rsBolt {
     /// A driver with the given timeouts and no credentials.
-    pub fn new(connect_timeout: Duration, query_timeout: Duration) -> Self {
-        Self { graphs: Arc::default(), credentials: None, connect_timeout, query_timeout, resolver: None }
+    pub fn new(timeouts: Timeouts) -> Self {
+        Self { graphs: Arc::default(), credentials: None, timeouts, resolver: None }
     }
 
     /// Log in with these credentials.
@@ -61,10 +66,10 @@ impl Neo4rsBolt {
         self
     }
 
-    fn graph(&self, address: &str) -> Result<Graph, BoltError> {
+    fn graph(&self, address: &str, lane: bool) -> Result<Graph, BoltError> {
         let target = self.resolver.as_ref().map_or_else(|| address.to_owned(), |r| r(address));
         // Keyed by credentials too: a changed password must open a new connection.
-        let key = (target.clone(), self.credentials.as_ref().map(|c| (c.user.clone(), c.password.clone())));
+        let key = (target.clone(), self.credentials.as_ref().map(|c| (c.user.clone(), c.password.clone())), lane);
         let mut graphs = self.graphs.lock().map_err(|_| unreachable_err(address, "driver cache poisoned"))?;
         if let Some(graph) = graphs.get(&key) {
             return Ok(graph.clone());
@@ -80,7 +85,7 @@ impl Neo4rsBolt {
             .password(password)
             .max_connections(1)
             .fetch_size(1000)
-            .connection_timeout(self.connect_timeout)
+            .connection_timeout(self.timeouts.connect)
             .build()
             .map_err(|e| unreachable_err(address, &e.to_string()))?;
         let graph = Graph::connect(config).map_err(|e| unreachable_err(address, &e.to_string()))?;
@@ -91,7 +96,7 @@ impl Neo4rsBolt {
     fn forget(&self, address: &str) {
         let target = self.resolver.as_ref().map_or_else(|| address.to_owned(), |r| r(address));
         if let Ok(mut graphs) = self.graphs.lock() {
-            graphs.retain(|(t, _), _| *t != target);
+            graphs.retain(|(t, _, _), _| *t != target);
         }
     }
 }
@@ -153,13 +158,18 @@ fn classify(address: &str, error: neo4rs::Error) -> BoltError {
 
 #[async_trait]
 impl Bolt for Neo4rsBolt {
-    async fn run(
+    fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    async fn run_within(
         &self,
         address: &str,
         query: &str,
         params: BTreeMap<String, BoltValue>,
+        timeout: Duration,
     ) -> Result<QueryResult, BoltError> {
-        let graph = self.graph(address)?;
+        let graph = self.graph(address, snapshot_lane(query))?;
         let mut q = neo4rs::query(query);
         for (k, v) in &params {
             q = q.param(k, to_bolt(v));
@@ -183,7 +193,7 @@ impl Bolt for Neo4rsBolt {
             }
             Ok::<_, BoltError>(result)
         };
-        match tokio::time::timeout(self.query_timeout, work).await {
+        match tokio::time::timeout(timeout, work).await {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(e)) => {
                 if !e.is_query_error() {
@@ -194,7 +204,7 @@ impl Bolt for Neo4rsBolt {
             Err(_) => {
                 // The connection may be stuck mid-exchange; start afresh next time.
                 self.forget(address);
-                Err(BoltError::Timeout { address: address.to_owned(), seconds: self.query_timeout.as_secs() })
+                Err(BoltError::Timeout { address: address.to_owned(), seconds: timeout.as_secs() })
             }
         }
     }

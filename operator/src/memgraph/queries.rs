@@ -30,13 +30,18 @@ async fn run(bolt: &dyn Bolt, address: &str, query: &str) -> Result<super::Query
     bolt.run(address, query, BTreeMap::new()).await
 }
 
+async fn probe(bolt: &dyn Bolt, address: &str, query: &str) -> Result<super::QueryResult, BoltError> {
+    let timeout = bolt.timeouts().probe;
+    bolt.run_within(address, query, BTreeMap::new(), timeout).await
+}
+
 fn protocol(address: &str, message: impl Into<String>) -> BoltError {
     BoltError::Protocol { address: address.to_owned(), message: message.into() }
 }
 
 /// `SHOW REPLICATION ROLE`.
 pub async fn replication_role(bolt: &dyn Bolt, address: &str) -> Result<Role, BoltError> {
-    let result = run(bolt, address, "SHOW REPLICATION ROLE").await?;
+    let result = probe(bolt, address, "SHOW REPLICATION ROLE").await?;
     let role = result.get(0, "replication role").and_then(BoltValue::as_str).map(str::to_ascii_lowercase);
     match role.as_deref() {
         Some("main") => Ok(Role::Main),
@@ -70,19 +75,61 @@ pub async fn drop_replica(bolt: &dyn Bolt, main: &str, name: &str) -> Result<(),
 
 /// `SHOW REPLICAS`, run on the MAIN.
 pub async fn show_replicas(bolt: &dyn Bolt, main: &str) -> Result<Vec<ReplicaRow>, BoltError> {
-    let result = run(bolt, main, "SHOW REPLICAS").await?;
+    show_replicas_within(bolt, main, bolt.timeouts().probe).await
+}
+
+/// How long `SHOW REPLICAS` may take: on 2.21–3.0 it waits on a live heartbeat per replica,
+/// which 3.0 gives up after 10 s, so the probe waits a little longer there.
+pub fn show_replicas_timeout(bolt: &dyn Bolt, version: Option<crate::version::MemgraphVersion>) -> std::time::Duration {
+    let probe = bolt.timeouts().probe;
+    if version.is_some_and(crate::version::MemgraphVersion::live_show_replicas) {
+        probe.max(LIVE_SHOW_REPLICAS)
+    } else {
+        probe
+    }
+}
+
+/// 3.0's heartbeat RPC timeout plus a margin.
+const LIVE_SHOW_REPLICAS: std::time::Duration = std::time::Duration::from_secs(12);
+
+/// `SHOW REPLICAS` within `timeout`.
+pub async fn show_replicas_within(
+    bolt: &dyn Bolt,
+    main: &str,
+    timeout: std::time::Duration,
+) -> Result<Vec<ReplicaRow>, BoltError> {
+    let result = bolt.run_within(main, "SHOW REPLICAS", BTreeMap::new(), timeout).await?;
     parse_show_replicas(&result).map_err(|e| protocol(main, e))
 }
 
-/// `CREATE SNAPSHOT`; returns the snapshot's path where the version reports it (3.5+).
-pub async fn create_snapshot(bolt: &dyn Bolt, address: &str) -> Result<Option<String>, BoltError> {
-    let result = run(bolt, address, "CREATE SNAPSHOT").await?;
-    Ok(result.get(0, "path").and_then(BoltValue::as_str).map(str::to_owned))
+/// What `CREATE SNAPSHOT` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotOutcome {
+    /// A snapshot was written; its path where the version reports it (3.5+).
+    Created(Option<String>),
+    /// Memgraph 3.3–3.4 wrote none because nothing changed since the last one, which therefore
+    /// still holds every write.
+    Unchanged,
+}
+
+/// Memgraph 3.3–3.4's answer to a manual snapshot when nothing is new.
+const NOTHING_NEW: &str = "Nothing has been written since the last snapshot";
+
+/// `CREATE SNAPSHOT`, within [`Timeouts::snapshot`](super::Timeouts::snapshot).
+pub async fn create_snapshot(bolt: &dyn Bolt, address: &str) -> Result<SnapshotOutcome, BoltError> {
+    let timeout = bolt.timeouts().snapshot;
+    match bolt.run_within(address, "CREATE SNAPSHOT", BTreeMap::new(), timeout).await {
+        Ok(result) => {
+            Ok(SnapshotOutcome::Created(result.get(0, "path").and_then(BoltValue::as_str).map(str::to_owned)))
+        }
+        Err(BoltError::Query { message, .. }) if message.contains(NOTHING_NEW) => Ok(SnapshotOutcome::Unchanged),
+        Err(e) => Err(e),
+    }
 }
 
 /// Number of nodes: tells an empty instance from one that holds data.
 pub async fn node_count(bolt: &dyn Bolt, address: &str) -> Result<i64, BoltError> {
-    let result = run(bolt, address, "MATCH (n) RETURN count(n) AS nodes").await?;
+    let result = probe(bolt, address, "MATCH (n) RETURN count(n) AS nodes").await?;
     result.get(0, "nodes").and_then(BoltValue::as_int).ok_or_else(|| protocol(address, "count(n) returned no integer"))
 }
 
@@ -101,11 +148,12 @@ mod tests {
 
     #[async_trait]
     impl Bolt for Scripted {
-        async fn run(
+        async fn run_within(
             &self,
             address: &str,
             query: &str,
             _: BTreeMap<String, BoltValue>,
+            _: std::time::Duration,
         ) -> Result<QueryResult, BoltError> {
             self.seen.lock().expect("lock").push((address.to_owned(), query.to_owned()));
             self.answers.lock().expect("lock").remove(0)
@@ -172,12 +220,31 @@ mod tests {
             Ok(one("nodes", BoltValue::Int(42))),
             Ok(one("path", "/var/lib/memgraph/snapshots/x".into())),
             Ok(QueryResult::default()),
+            Err(BoltError::Query {
+                address: "a".into(),
+                code: "Memgraph.TransientError.MemgraphError.MemgraphError".into(),
+                message: "Nothing has been written since the last snapshot.".into(),
+            }),
+            Err(BoltError::Query {
+                address: "a".into(),
+                code: "Memgraph.TransientError.MemgraphError.MemgraphError".into(),
+                message: "Another snapshot creation is already in progress".into(),
+            }),
         ]);
         assert_eq!(replication_role(&bolt, "a").await, Ok(Role::Main));
         assert_eq!(replication_role(&bolt, "a").await, Ok(Role::Replica));
         assert!(matches!(replication_role(&bolt, "a").await, Err(BoltError::Protocol { .. })));
         assert_eq!(node_count(&bolt, "a").await, Ok(42));
-        assert_eq!(create_snapshot(&bolt, "a").await, Ok(Some("/var/lib/memgraph/snapshots/x".into())));
-        assert_eq!(create_snapshot(&bolt, "a").await, Ok(None), "versions before 3.5 return no columns");
+        assert_eq!(
+            create_snapshot(&bolt, "a").await,
+            Ok(SnapshotOutcome::Created(Some("/var/lib/memgraph/snapshots/x".into())))
+        );
+        assert_eq!(
+            create_snapshot(&bolt, "a").await,
+            Ok(SnapshotOutcome::Created(None)),
+            "versions before 3.5 return no columns"
+        );
+        assert_eq!(create_snapshot(&bolt, "a").await, Ok(SnapshotOutcome::Unchanged), "3.3-3.4 with nothing new");
+        assert!(create_snapshot(&bolt, "a").await.is_err(), "other failures stay failures");
     }
 }

@@ -2,10 +2,14 @@
 
 pub mod act;
 pub mod desired;
+pub mod guard;
 pub mod observe;
 pub mod observed;
 pub mod plan;
+pub mod snapshot_job;
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use kube::ResourceExt;
@@ -16,7 +20,7 @@ use crate::clock::Clock;
 use crate::kube_api::{Kube, KubeError};
 use crate::memgraph::{Bolt, BoltError};
 
-pub use act::act;
+pub use act::{Phase, act, write_replication_outcomes, write_status};
 pub use observe::observe;
 pub use plan::{Action, Plan, plan};
 
@@ -52,6 +56,8 @@ pub struct Outcome {
     pub rounds: usize,
     /// Actions executed, events included.
     pub actions: usize,
+    /// A snapshot the written status claimed: the caller runs it with [`snapshot_job::run`].
+    pub snapshot: Option<snapshot_job::SnapshotJob>,
 }
 
 /// Most rounds per reconcile: register, verify and label, and a few short looks while new or
@@ -59,43 +65,146 @@ pub struct Outcome {
 pub const MAX_ROUNDS: usize = 6;
 /// Pause before looking again at a replica that is expected to come in sync.
 pub const SETTLE_DELAY: Duration = Duration::from_millis(250);
+/// Time after which a reconcile stops looking again and writes what it has: a round that waits
+/// on slow queries must not keep the status stale.
+pub const SETTLE_BUDGET: Duration = Duration::from_secs(3);
+/// Look again this soon after being handed a view older than one already acted on.
+pub const STALE_RETRY: Duration = Duration::from_secs(1);
+
+/// What the operator process remembers between reconciles. Nothing here is needed for
+/// correctness after a restart (that lives in the status); it only lets the operator refuse a
+/// view of a cluster older than one it has already acted on, as a watch cache or a lagging API
+/// server may hand it.
+#[derive(Debug, Default)]
+pub struct Memory {
+    newest: Mutex<BTreeMap<String, i64>>,
+    /// Snapshots running beside the reconciles, and their results.
+    pub snapshots: snapshot_job::SnapshotJobs,
+}
+
+impl Memory {
+    /// Whether `cluster` is at least as new as every view of it acted on before; remembers it.
+    pub fn accept(&self, cluster: &MemgraphCluster) -> bool {
+        let (Some(uid), Some(generation)) = (cluster.uid(), cluster.metadata.generation) else { return true };
+        let Ok(mut newest) = self.newest.lock() else { return true };
+        let seen = newest.entry(uid).or_insert(generation);
+        if generation < *seen {
+            return false;
+        }
+        *seen = generation;
+        true
+    }
+}
+
+/// A view of `cluster` at least as new as any acted on before, reading it again once if the one
+/// in hand is older; `None` when even a fresh read is older (or the cluster is gone).
+async fn fresh_enough<K: Kube>(
+    kube: &K,
+    memory: &Memory,
+    cluster: MemgraphCluster,
+) -> Result<Option<MemgraphCluster>, ReconcileError> {
+    if memory.accept(&cluster) {
+        return Ok(Some(cluster));
+    }
+    let namespace = cluster.namespace().unwrap_or_default();
+    let again = kube.get::<MemgraphCluster>(&namespace, &cluster.name_any()).await?;
+    Ok(again.filter(|c| memory.accept(c)))
+}
 
 /// Reconcile one cluster: observe → plan → act, repeated within the same reconcile while it just
 /// changed replication or a replica is about to come in sync, so that a pod that became ready is
-/// registered and labelled by the reconcile its readiness triggered.
+/// registered and labelled by the reconcile its readiness triggered. The status (and a
+/// scheduled snapshot) is written once, from the last round, with the outcome of every round.
 pub async fn reconcile<K: Kube>(
     cluster: &MemgraphCluster,
     kube: &K,
     bolt: &dyn Bolt,
     clock: &dyn Clock,
+    memory: &Memory,
 ) -> Result<Outcome, ReconcileError> {
-    let mut current = cluster.clone();
+    let started = tokio::time::Instant::now();
+    let mut next = Some(cluster.clone());
+    // The status as stored, while the rounds plan from what the previous round found.
+    let mut stored: Option<crate::api::MemgraphClusterStatus> = None;
+    let mut outcomes: Vec<plan::failures::Outcome> = Vec::new();
     let mut executed = 0;
-    let mut round = 1;
-    loop {
-        let observed = observe(kube, bolt, &current).await?;
-        let plan = plan(&current.spec, &observed, clock.now());
+    let mut round = 0;
+    while let Some(candidate) = next.take() {
+        round += 1;
+        let Some(current) = fresh_enough(kube, memory, candidate).await? else {
+            tracing::info!(cluster = %cluster.name_any(), "handed an older view than one already acted on; looking again soon");
+            return Ok(Outcome { requeue_after: STALE_RETRY, rounds: round, actions: executed, snapshot: None });
+        };
+        let uid = current.uid().unwrap_or_default();
+        let stored_now = stored.take().unwrap_or_else(|| current.status.clone().unwrap_or_default());
+        let mut observed = observe(kube, bolt, &current).await?;
+        observed.snapshot_running = memory.snapshots.running(&uid);
+        let mut plan = plan(&current.spec, &observed, clock.now());
+        // What failed in an earlier round waits for its backoff like what failed before.
+        let failed_before: Vec<String> =
+            outcomes.iter().filter(|o| o.error.is_some()).map(|o| o.subject.clone()).collect();
+        plan.actions.retain(|a| a.subject().is_none_or(|s| !failed_before.contains(&s)));
         let changed = plan.actions.iter().any(Action::changes_replication);
-        let look_again = round < MAX_ROUNDS && (changed || plan.settling);
-        if !look_again {
-            executed += act(kube, bolt, &observed, &plan.actions).await?;
-            return Ok(Outcome { requeue_after: plan.requeue_after, rounds: round, actions: executed });
+        let last = round >= MAX_ROUNDS || !(changed || plan.settling) || started.elapsed() > SETTLE_BUDGET;
+        if !last {
+            let report = act(kube, bolt, &observed, &plan.actions, Phase::All).await;
+            executed += report.executed;
+            outcomes.extend(report.outcomes);
+        } else {
+            // Labels and objects, then the status, then the replication commands, which may
+            // wait seconds on Memgraph: what clients and people see is never held up by them.
+            let report = act(kube, bolt, &observed, &plan.actions, Phase::Kubernetes).await;
+            executed += report.executed;
+            outcomes.extend(report.outcomes);
+            let mut held = plan.held.clone();
+            held.extend(failed_before);
+            // Records of the commands still to run stay until they have run.
+            held.extend(
+                plan.actions.iter().filter_map(Action::subject).filter(|s| s.starts_with(plan::REPLICA_SUBJECT_PREFIX)),
+            );
+            // What is written is compared with what is stored, not with what earlier rounds found.
+            observed.status = stored_now;
+            let finished = memory.snapshots.take_finished(&uid);
+            let (written, tick, status) =
+                match write_status(kube, &observed, &plan, &outcomes, &held, finished.as_ref(), clock).await {
+                    Ok(done) => done,
+                    Err(e) => {
+                        if let Some(done) = finished {
+                            memory.snapshots.put_back(&uid, done);
+                        }
+                        return Err(e);
+                    }
+                };
+            executed += written;
+            let commands = act(kube, bolt, &observed, &plan.actions, Phase::Replication).await;
+            executed += commands.executed;
+            let failed_now = outcomes.iter().chain(&commands.outcomes).any(|o| o.error.is_some());
+            executed += write_replication_outcomes(kube, &observed, &status, &commands.outcomes, clock).await?;
+            let snapshot = tick.filter(|_| memory.snapshots.start(&uid)).map(|tick| snapshot_job::SnapshotJob {
+                cluster: uid.clone(),
+                address: crate::names::ClusterNames::new(
+                    observed.cluster.name.clone(),
+                    observed.cluster.namespace.clone(),
+                )
+                .bolt_address(crate::names::Instance::Write),
+                tick,
+            });
+            let mut requeue_after = plan.requeue_after;
+            if failed_now {
+                requeue_after = requeue_after.min(plan::failures::retry_delay(1));
+            }
+            return Ok(Outcome { requeue_after, rounds: round, actions: executed, snapshot });
         }
-        // The status and the events announcing its changes are written once, from the last round.
-        let actions: Vec<Action> = plan
-            .actions
-            .into_iter()
-            .filter(|a| !matches!(a, Action::PatchStatus(_)) && !matches!(a, Action::Event(e) if e.condition))
-            .collect();
-        executed += act(kube, bolt, &observed, &actions).await?;
         if !changed {
             tokio::time::sleep(SETTLE_DELAY).await;
         }
         let namespace = current.namespace().unwrap_or_default();
-        match kube.get::<MemgraphCluster>(&namespace, &current.name_any()).await? {
-            Some(fresh) => current = fresh,
-            None => return Ok(Outcome { requeue_after: plan.requeue_after, rounds: round, actions: executed }),
+        next = kube.get::<MemgraphCluster>(&namespace, &current.name_any()).await?;
+        // The status is written once, at the end: the next round judges by what this round
+        // found (timers such as `outOfSyncSince`), not by the status of before the reconcile.
+        if let Some(fresh) = next.as_mut() {
+            stored = Some(fresh.status.replace((*plan.status).clone()).unwrap_or_default());
         }
-        round += 1;
     }
+    Ok(Outcome { requeue_after: plan::REQUEUE_BUSY, rounds: round, actions: executed, snapshot: None })
 }

@@ -17,7 +17,9 @@ use crate::api::MemgraphCluster;
 use crate::builders::STORAGE_ANNOTATION;
 use crate::kube_api::{Kube, KubeObject};
 use crate::memgraph::{self, Bolt, Role};
-use crate::names::{ClusterNames, FINALIZER, Instance, LABEL_COMPONENT, LABEL_READ_INDEX, LABEL_ROLE};
+use crate::names::{
+    ClusterNames, FINALIZER, Instance, LABEL_COMPONENT, LABEL_READ_INDEX, LABEL_ROLE, LABEL_VERIFIED_RESTARTS,
+};
 use crate::validate::secret_references;
 
 fn cluster_meta(cluster: &MemgraphCluster) -> ClusterMeta {
@@ -70,21 +72,19 @@ fn pod_state(pod: &Pod) -> PodState {
         ready,
         terminating: pod.metadata.deletion_timestamp.is_some(),
         role_label: pod.labels().get(LABEL_ROLE).cloned(),
+        restarts: crate::reconcile::guard::restarts(pod),
+        verified_restarts: pod.labels().get(LABEL_VERIFIED_RESTARTS).and_then(|v| v.parse().ok()),
         memgraph: MemgraphState::NotAsked,
     }
 }
 
-async fn ask(bolt: &dyn Bolt, address: &str, with_replicas: impl Fn(Role) -> bool) -> MemgraphState {
+async fn ask(bolt: &dyn Bolt, address: &str, rows_within: std::time::Duration) -> MemgraphState {
     match memgraph::replication_role(bolt, address).await {
         Err(e) => MemgraphState::Unreachable(e.to_string()),
         Ok(Role::Replica) => MemgraphState::Replica { nodes: None },
         Ok(Role::Main) => {
-            let replicas = if with_replicas(Role::Main) {
-                Some(memgraph::show_replicas(bolt, address).await.map_err(|e| e.to_string()))
-            } else {
-                None
-            };
-            MemgraphState::Main { replicas, nodes: None }
+            let replicas = memgraph::show_replicas_within(bolt, address, rows_within).await.map_err(|e| e.to_string());
+            MemgraphState::Main { replicas: Some(replicas), nodes: None }
         }
     }
 }
@@ -138,27 +138,48 @@ pub async fn observe<K: Kube>(
         }
     }
 
-    // Memgraph: the write pod first, then the read pods (only the write pod while deleting).
-    for (instance, pod) in pods.iter_mut() {
-        if !pod.ready || pod.terminating || (meta.deleting && *instance != Instance::Write) {
-            continue;
+    // Memgraph: every ready instance at once (only the write pod while deleting), so one that
+    // hangs costs the reconcile one probe timeout, not one per instance. Read pods are asked
+    // for their replicas only when they unexpectedly are MAIN.
+    let asked: Vec<(Instance, String)> = pods
+        .iter()
+        .filter(|(instance, pod)| pod.ready && !pod.terminating && (!meta.deleting || **instance == Instance::Write))
+        .map(|(instance, _)| (*instance, names.bolt_address(*instance)))
+        .collect();
+    let version = crate::version::MemgraphVersion::from_image(&spec.write.image);
+    let rows_within = memgraph::show_replicas_timeout(bolt, version);
+    let answers = futures::future::join_all(asked.iter().map(|(_, address)| ask(bolt, address, rows_within))).await;
+    for ((instance, _), answer) in asked.into_iter().zip(answers) {
+        if let Some(pod) = pods.get_mut(&instance) {
+            pod.memgraph = answer;
         }
-        let address = names.bolt_address(*instance);
-        // Read pods are asked for their replicas only when they unexpectedly are MAIN.
-        pod.memgraph = ask(bolt, &address, |_| true).await;
     }
 
     // A MAIN without registrations may be new, or may have lost its volume: tell them apart by
-    // whether it and the replicas hold data.
+    // whether it and the replicas hold data. The same when its registrations cannot be read
+    // (2.21–3.0 block `SHOW REPLICAS` on an unreachable replica): holding data is then what
+    // shows it is not an empty MAIN.
     let main_without_replicas = matches!(
         pods.get(&Instance::Write).map(|p| &p.memgraph),
         Some(MemgraphState::Main { replicas: Some(Ok(rows)), .. }) if rows.is_empty()
+    ) || matches!(
+        pods.get(&Instance::Write).map(|p| &p.memgraph),
+        Some(MemgraphState::Main { replicas: Some(Err(_)), .. })
     );
-    if main_without_replicas && spec.read.replicas > 0 && !meta.deleting {
-        for (instance, pod) in pods.iter_mut() {
-            let address = names.bolt_address(*instance);
-            if let MemgraphState::Main { nodes, .. } | MemgraphState::Replica { nodes } = &mut pod.memgraph {
-                *nodes = memgraph::node_count(bolt, &address).await.ok();
+    let read_pods = pods.keys().any(|i| matches!(i, Instance::Read(_)));
+    if main_without_replicas && read_pods && !meta.deleting {
+        let counted: Vec<Instance> = pods
+            .iter()
+            .filter(|(_, pod)| matches!(pod.memgraph, MemgraphState::Main { .. } | MemgraphState::Replica { .. }))
+            .map(|(instance, _)| *instance)
+            .collect();
+        let addresses: Vec<String> = counted.iter().map(|instance| names.bolt_address(*instance)).collect();
+        let counts = futures::future::join_all(addresses.iter().map(|a| memgraph::node_count(bolt, a))).await;
+        for (instance, count) in counted.into_iter().zip(counts) {
+            if let Some(MemgraphState::Main { nodes, .. } | MemgraphState::Replica { nodes }) =
+                pods.get_mut(&instance).map(|p| &mut p.memgraph)
+            {
+                *nodes = count.ok();
             }
         }
     }
@@ -171,5 +192,6 @@ pub async fn observe<K: Kube>(
         storage,
         pods,
         secrets,
+        snapshot_running: false,
     })
 }

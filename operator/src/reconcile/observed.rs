@@ -123,6 +123,10 @@ pub struct PodState {
     pub terminating: bool,
     /// Current value of the `memgraph.io/role` label.
     pub role_label: Option<String>,
+    /// Restarts of its Memgraph container.
+    pub restarts: i64,
+    /// The restart count its role label was verified at (`memgraph.io/verified-restarts`).
+    pub verified_restarts: Option<i64>,
     /// What Memgraph said.
     pub memgraph: MemgraphState,
 }
@@ -144,4 +148,6 @@ pub struct Observed {
     pub pods: BTreeMap<Instance, PodState>,
     /// Secrets the spec refers to that exist, with their keys.
     pub secrets: BTreeMap<String, BTreeSet<String>>,
+    /// A snapshot of this cluster is being taken.
+    pub snapshot_running: bool,
 }

@@ -1,9 +1,19 @@
 //! Facts: what is true about the cluster, derived from the observation once, so that every
 //! planning step judges the same way.
+//!
+//! Routing is decided on evidence. A label is added only on positive evidence that routing is
+//! right (the operator verified the role, and the MAIN reports the replica in sync), removed only
+//! on positive evidence that it is wrong (the pod is not Ready, Memgraph says it is something
+//! else, the registration is missing, diverged, or out of sync beyond a grace), and left alone
+//! when the operator cannot see: its own blindness is no evidence about the pod.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use super::{INVALID_GRACE, Planner};
+use k8s_openapi::jiff::Timestamp;
+
+use super::{INVALID_GRACE, Planner, ROUTE_GRACE};
+use crate::api::{DataDurability, ReplicationMode};
 use crate::memgraph::{ReplicaRow, ReplicaStatus};
 use crate::names::Instance;
 use crate::reconcile::observed::{MemgraphState, Observed, PodState};
@@ -11,7 +21,7 @@ use crate::reconcile::observed::{MemgraphState, Observed, PodState};
 /// The write instance.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MainFacts {
-    /// No pod, or the pod is not ready.
+    /// No pod, or the pod is not ready or terminating.
     NotReady(String),
     /// Ready but Memgraph did not answer.
     Unreachable(String),
@@ -21,24 +31,49 @@ pub enum MainFacts {
     Verified {
         /// Registered replicas.
         rows: Result<Vec<ReplicaRow>, String>,
+        /// It was counted and holds data.
+        holds_data: bool,
     },
     /// MAIN, but it came back empty while replicas hold data: never route writes to it.
     LostData(String),
 }
 
 impl MainFacts {
-    /// Whether clients may write to the write pod.
+    /// Whether the write pod answered as a MAIN (its `SHOW REPLICAS` may have failed).
     pub fn routable(&self) -> bool {
         matches!(self, MainFacts::Verified { .. })
+    }
+
+    /// Whether the write pod is fully verified: a MAIN whose registrations were read, or that
+    /// holds data, so an empty MAIN that lost its volume would have been told apart. Only this
+    /// earns the `main` label.
+    pub fn verified(&self) -> bool {
+        matches!(self, MainFacts::Verified { rows: Ok(_), .. } | MainFacts::Verified { holds_data: true, .. })
+    }
+
+    /// Whether there is positive evidence that the write pod must not be routed to.
+    pub fn unroutable(&self) -> bool {
+        matches!(self, MainFacts::NotReady(_) | MainFacts::NotMain | MainFacts::LostData(_))
     }
 
     /// Registered replicas, when the MAIN is verified and answered `SHOW REPLICAS`.
     pub fn rows(&self) -> Option<&[ReplicaRow]> {
         match self {
-            MainFacts::Verified { rows: Ok(rows) } => Some(rows),
+            MainFacts::Verified { rows: Ok(rows), .. } => Some(rows),
             _ => None,
         }
     }
+}
+
+/// What to do with a pod's role label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Positive evidence that routing to it is right: label it.
+    Yes,
+    /// Positive evidence that routing to it is wrong: remove the label.
+    No,
+    /// No evidence either way (the operator cannot see, or a short grace runs): leave it.
+    Unknown,
 }
 
 /// One read replica, desired or not.
@@ -56,12 +91,25 @@ pub struct ReplicaFacts {
     pub ready_replica: bool,
     /// The pod is ready and Memgraph says MAIN.
     pub ready_main: bool,
-    /// Clients may read from it: desired, ready REPLICA, registered, in sync, right address.
-    pub routable: bool,
-    /// Why it is not routable, for status and events.
+    /// Positive evidence that clients may read from it: desired, ready REPLICA, registered at
+    /// the right address and in sync on a verified MAIN.
+    pub in_sync: bool,
+    /// In sync in the spec's mode and caught up (`behind` 0): it holds every write.
+    pub caught_up: bool,
+    /// What to do with its `replica` label.
+    pub route: Route,
+    /// Why it is not in sync, for status and events.
     pub problem: Option<String>,
-    /// It has been `invalid` longer than the grace period (from status) while its pod is ready.
+    /// Since when the MAIN has reported it out of sync while its pod was ready (from status,
+    /// or now when first seen).
+    pub unhealthy_since: Option<Timestamp>,
+    /// Since when the MAIN has reported its registration out of sync, pod ready or not.
+    pub out_of_sync_since: Option<Timestamp>,
+    /// It has been `invalid` longer than [`INVALID_GRACE`]: re-register it.
     pub stuck: bool,
+    /// Registered SYNC or STRICT_SYNC and out of sync for longer than the spec's
+    /// `degradeAfterSeconds`, with `dataDurability: Preferred`: register it ASYNC.
+    pub degrade: bool,
     /// It diverged from the MAIN.
     pub diverged: bool,
 }
@@ -79,6 +127,14 @@ pub struct Facts {
     pub unwanted_rows: Vec<ReplicaRow>,
 }
 
+impl Facts {
+    /// Whether some desired replica other than `index` is registered in the spec's (sync) mode
+    /// and in sync: it keeps acknowledged writes durable while `index` catches up as ASYNC.
+    pub fn durable_without(&self, index: u32) -> bool {
+        self.replicas.iter().any(|(i, r)| *i != index && r.desired && r.in_sync && r.mode_ok)
+    }
+}
+
 /// `SHOW REPLICAS` of the write pod when it is a reachable MAIN.
 pub fn main_rows(obs: &Observed) -> Option<&[ReplicaRow]> {
     let pod = obs.pods.get(&Instance::Write).filter(|p| pod_ready(Some(p)))?;
@@ -90,6 +146,10 @@ pub fn main_rows(obs: &Observed) -> Option<&[ReplicaRow]> {
 
 fn pod_ready(pod: Option<&PodState>) -> bool {
     pod.is_some_and(|p| p.ready && !p.terminating)
+}
+
+fn elapsed(since: Option<Timestamp>, now: Timestamp, grace: Duration) -> bool {
+    since.is_some_and(|since| now.duration_since(since).as_secs() >= i64::try_from(grace.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl Facts {
@@ -112,57 +172,8 @@ impl Facts {
         indices.sort_unstable();
         indices.dedup();
 
-        let previous: BTreeMap<&str, &crate::api::ReplicaValidation> =
-            obs.status.validation.iter().flat_map(|v| v.replicas.iter()).map(|r| (r.name.as_str(), r)).collect();
-
-        let mut replicas = BTreeMap::new();
-        for index in indices {
-            let instance = Instance::Read(index);
-            let pod = obs.pods.get(&instance);
-            let ready = pod_ready(pod);
-            let state = pod.map(|p| &p.memgraph);
-            let row = rows.iter().find(|r| r.name == instance.replica_name()).cloned();
-            let address_ok = row.as_ref().is_some_and(|r| r.socket_address == p.names.replication_address(instance));
-            let mode_ok = row.as_ref().is_some_and(|r| r.sync_mode == p.spec.replication.mode.as_show_replicas());
-            let ready_replica = ready && matches!(state, Some(MemgraphState::Replica { .. }));
-            let ready_main = ready && matches!(state, Some(MemgraphState::Main { .. }));
-            let status = row.as_ref().and_then(|r| r.data.as_ref()).map(|d| &d.status);
-            let desired_here = index < desired;
-            let routable = desired_here
-                && main.routable()
-                && ready_replica
-                && address_ok
-                && status.is_some_and(ReplicaStatus::is_healthy);
-            let problem = if routable {
-                None
-            } else {
-                Some(replica_problem(desired_here, pod, ready, state, row.as_ref(), address_ok, &main))
-            };
-            let unhealthy_since =
-                previous.get(instance.status_name().as_str()).and_then(|v| v.unhealthy_since.as_ref()).map(|t| t.0);
-            // Only `invalid` is repaired by re-registering: `recovery` may legitimately take long
-            // on large graphs, and `diverged` needs a person.
-            let stuck = ready_replica
-                && status == Some(&ReplicaStatus::Invalid)
-                && unhealthy_since
-                    .is_some_and(|since| p.now.duration_since(since).as_secs() >= INVALID_GRACE.as_secs() as i64);
-            let diverged = status == Some(&ReplicaStatus::Diverged);
-            replicas.insert(
-                index,
-                ReplicaFacts {
-                    desired: desired_here,
-                    row,
-                    address_ok,
-                    mode_ok,
-                    ready_replica,
-                    ready_main,
-                    routable,
-                    problem,
-                    stuck,
-                    diverged,
-                },
-            );
-        }
+        let replicas =
+            indices.into_iter().map(|index| (index, replica_facts(p, &main, index, index < desired))).collect();
         let unwanted_rows = rows
             .iter()
             .filter(|r| !matches!(Instance::from_replica_name(&r.name), Some(Instance::Read(n)) if n < desired))
@@ -170,6 +181,110 @@ impl Facts {
             .collect();
         Self { spec_valid, main, replicas, unwanted_rows }
     }
+}
+
+fn replica_facts(p: &Planner<'_>, main: &MainFacts, index: u32, desired: bool) -> ReplicaFacts {
+    let obs = p.obs;
+    let instance = Instance::Read(index);
+    let pod = obs.pods.get(&instance);
+    let ready = pod_ready(pod);
+    let state = pod.map(|p| &p.memgraph);
+    let rows = main.rows();
+    let row = rows.and_then(|rows| rows.iter().find(|r| r.name == instance.replica_name())).cloned();
+    let address_ok = row.as_ref().is_some_and(|r| r.socket_address == p.names.replication_address(instance));
+    let mode = p.spec.replication.mode;
+    let mode_ok = row.as_ref().is_some_and(|r| r.sync_mode == mode.as_show_replicas());
+    let ready_replica = ready && matches!(state, Some(MemgraphState::Replica { .. }));
+    let ready_main = ready && matches!(state, Some(MemgraphState::Main { .. }));
+    let data = row.as_ref().and_then(|r| r.data.as_ref());
+    let status = data.map(|d| &d.status);
+    let healthy_row = address_ok && status.is_some_and(ReplicaStatus::is_healthy);
+    let in_sync = desired && main.routable() && ready_replica && healthy_row;
+    let caught_up = in_sync && mode_ok && data.is_some_and(|d| d.behind == 0);
+    let diverged = status == Some(&ReplicaStatus::Diverged);
+
+    // Out of sync on positive evidence: the MAIN answered and reports it so. `unhealthy_since`
+    // counts only while the pod is ready (it drives the label grace and re-registration);
+    // `out_of_sync_since` counts whatever the pod does (a SYNC MAIN refuses writes either way).
+    // Unknown (no rows) keeps the times from status.
+    let previous =
+        obs.status.validation.iter().flat_map(|v| v.replicas.iter()).find(|r| r.name == instance.status_name());
+    let previous_unhealthy = previous.and_then(|r| r.unhealthy_since.as_ref()).map(|t| t.0);
+    let previous_out_of_sync = previous.and_then(|r| r.out_of_sync_since.as_ref()).map(|t| t.0);
+    let unhealthy_since = match rows {
+        _ if !ready || in_sync => None,
+        None => previous_unhealthy,
+        Some(_) => previous_unhealthy.or(Some(p.now)),
+    };
+    let out_of_sync_since = match rows {
+        None => previous_out_of_sync,
+        Some(_) if row.is_none() || healthy_row => None,
+        Some(_) => previous_out_of_sync.or(Some(p.now)),
+    };
+    let out_of_sync_for = |grace: Duration| elapsed(unhealthy_since, p.now, grace);
+
+    let route = if !desired || !ready || matches!(state, Some(MemgraphState::Main { .. })) {
+        Route::No
+    } else if in_sync {
+        Route::Yes
+    } else if behind_peers(obs, main, pod) {
+        Route::No
+    } else if rows.is_none() {
+        // Nothing new is known; what was last known still counts once its grace is over.
+        if out_of_sync_for(ROUTE_GRACE) { Route::No } else { Route::Unknown }
+    } else if row.is_none() || !address_ok || data.is_none() || diverged {
+        Route::No
+    } else if healthy_row {
+        // The MAIN reports it in sync, but the operator could not check the pod itself.
+        Route::Unknown
+    } else if out_of_sync_for(ROUTE_GRACE) {
+        Route::No
+    } else {
+        Route::Unknown
+    };
+
+    // Only `invalid` is repaired by re-registering: `recovery` may legitimately take long on
+    // large graphs, and `diverged` needs a person.
+    let stuck = ready_replica && status == Some(&ReplicaStatus::Invalid) && out_of_sync_for(INVALID_GRACE);
+    let sync_registered = row.as_ref().is_some_and(|r| r.sync_mode != ReplicationMode::Async.as_show_replicas());
+    let degrade_after =
+        Duration::from_secs(u64::try_from(p.spec.replication.degrade_after_seconds.max(1)).unwrap_or(30));
+    let degrade = desired
+        && p.spec.replication.data_durability == DataDurability::Preferred
+        && sync_registered
+        && !healthy_row
+        && !diverged
+        && data.is_some()
+        && elapsed(out_of_sync_since, p.now, degrade_after);
+    let problem = (!in_sync).then(|| replica_problem(desired, pod, ready, state, row.as_ref(), address_ok, main));
+    ReplicaFacts {
+        desired,
+        row,
+        address_ok,
+        mode_ok,
+        ready_replica,
+        ready_main,
+        in_sync,
+        caught_up,
+        route,
+        problem,
+        unhealthy_since,
+        out_of_sync_since,
+        stuck,
+        degrade,
+        diverged,
+    }
+}
+
+/// While the MAIN has lost its data it cannot say which replica is in sync, but the replicas
+/// were counted: one holding fewer nodes than another missed writes the other has.
+fn behind_peers(obs: &Observed, main: &MainFacts, pod: Option<&PodState>) -> bool {
+    if !matches!(main, MainFacts::LostData(_)) {
+        return false;
+    }
+    let most =
+        obs.pods.iter().filter(|(i, _)| matches!(i, Instance::Read(_))).filter_map(|(_, p)| p.memgraph.nodes()).max();
+    pod.and_then(|p| p.memgraph.nodes()).zip(most).is_some_and(|(n, most)| n < most)
 }
 
 fn main_facts(obs: &Observed) -> MainFacts {
@@ -181,7 +296,7 @@ fn main_facts(obs: &Observed) -> MainFacts {
         return MainFacts::NotReady(format!("the write pod {} {why}", pod.name));
     }
     match &pod.memgraph {
-        MemgraphState::NotAsked => MainFacts::NotReady(format!("the write pod {} was not checked", pod.name)),
+        MemgraphState::NotAsked => MainFacts::Unreachable(format!("the write pod {} was not checked", pod.name)),
         MemgraphState::Unreachable(e) => MainFacts::Unreachable(e.clone()),
         MemgraphState::Replica { .. } => MainFacts::NotMain,
         MemgraphState::Main { replicas, nodes } => {
@@ -189,29 +304,82 @@ fn main_facts(obs: &Observed) -> MainFacts {
                 Some(r) => r.clone(),
                 None => Err("SHOW REPLICAS was not asked".to_owned()),
             };
-            if let Ok(rows) = &rows
-                && rows.is_empty()
-                && *nodes == Some(0)
-            {
-                let holding: Vec<String> = obs
-                    .pods
-                    .iter()
-                    .filter(|(i, p)| matches!(i, Instance::Read(_)) && p.memgraph.nodes().is_some_and(|n| n > 0))
-                    .map(|(_, p)| p.name.clone())
-                    .collect();
-                if !holding.is_empty() {
-                    return MainFacts::LostData(format!(
-                        "the write pod {} is an empty MAIN with no replicas while {} hold data; its volume was probably lost. \
-                         The operator will not route writes to it or register replicas on it. Recover the data (restore a \
-                         backup into the write volume, or copy a replica's data directory to it) and delete the write pod",
-                        pod.name,
-                        holding.join(", ")
-                    ));
+            let holds_data = nodes.is_some_and(|n| n > 0);
+            match &rows {
+                // Whatever the spec asks now: the read pods that exist may hold the data.
+                Ok(r) if r.is_empty() => {
+                    empty_main(obs, pod, *nodes).unwrap_or(MainFacts::Verified { rows, holds_data })
                 }
+                // A MAIN found empty stays so until it holds data or can be looked at again.
+                Err(e) if was_lost(obs) && !holds_data => MainFacts::LostData(format!(
+                    "the write pod {} was found an empty MAIN while replicas hold data, and cannot be checked now \
+                     ({e}); writes stay off it until it can",
+                    pod.name
+                )),
+                Err(_) if *nodes == Some(0) => {
+                    empty_main(obs, pod, *nodes).unwrap_or(MainFacts::Verified { rows, holds_data })
+                }
+                _ => MainFacts::Verified { rows, holds_data },
             }
-            MainFacts::Verified { rows }
         }
     }
+}
+
+/// Whether the status says the MAIN was found to have lost its data.
+fn was_lost(obs: &Observed) -> bool {
+    obs.status.conditions.iter().any(|c| c.type_ == super::status::DATA_DIVERGENCE && c.reason == "MainLostData")
+}
+
+/// A MAIN with no replicas registered is new, or lost its volume: it may take writes only when
+/// it holds data or no read pod does. Without counts there is no evidence either way, and a
+/// loss once found stays found until the read pods are seen empty or the MAIN holds data again.
+fn empty_main(obs: &Observed, pod: &PodState, nodes: Option<i64>) -> Option<MainFacts> {
+    let reads: Vec<&PodState> =
+        obs.pods.iter().filter(|(i, _)| matches!(i, Instance::Read(_))).map(|(_, p)| p).collect();
+    if reads.is_empty() {
+        return None;
+    }
+    match nodes {
+        Some(0) => {}
+        Some(_) => return None,
+        None => {
+            return Some(MainFacts::Unreachable(format!(
+                "could not count the data of {}, which has no replicas",
+                pod.name
+            )));
+        }
+    }
+    let holding: Vec<&str> =
+        reads.iter().filter(|p| p.memgraph.nodes().is_some_and(|n| n > 0)).map(|p| p.name.as_str()).collect();
+    // Read pods whose data could not be counted: not ready, or not answering. Any of them may
+    // hold the data the MAIN lost.
+    let unknown: Vec<&str> = reads.iter().filter(|p| p.memgraph.nodes().is_none()).map(|p| p.name.as_str()).collect();
+    let was_lost = was_lost(obs);
+    let lost = |held: String| {
+        MainFacts::LostData(format!(
+            "the write pod {} is an empty MAIN with no replicas while {held} hold data; its volume was probably lost. \
+             The operator will not route writes to it or register replicas on it. Recover the data: restore a backup \
+             into the write volume, or stop the most up-to-date replica (its snapshot on exit then holds all it has), \
+             copy its data directory without replication/ into the write volume, and delete the write pod",
+            pod.name
+        ))
+    };
+    if !holding.is_empty() {
+        return Some(lost(holding.join(", ")));
+    }
+    // A loss found before stands until every read pod has been seen empty.
+    let all_seen_empty = reads.iter().all(|p| p.memgraph.nodes() == Some(0));
+    if was_lost && !all_seen_empty {
+        return Some(lost("read pods that cannot be checked now".to_owned()));
+    }
+    if unknown.is_empty() {
+        return None;
+    }
+    Some(MainFacts::Unreachable(format!(
+        "{} is an empty MAIN with no replicas and {} could not be checked for data; writes wait until they can",
+        pod.name,
+        unknown.join(", ")
+    )))
 }
 
 fn replica_problem(
@@ -231,23 +399,28 @@ fn replica_problem(
         return format!("pod {} is not ready", pod.name);
     }
     match state {
-        Some(MemgraphState::Unreachable(e)) => return format!("Memgraph on {} does not answer: {e}", pod.name),
+        Some(MemgraphState::Unreachable(e)) if main.rows().is_none() => {
+            return format!("Memgraph on {} does not answer: {e}", pod.name);
+        }
         Some(MemgraphState::Main { .. }) => return format!("{} is a MAIN, not a REPLICA", pod.name),
-        Some(MemgraphState::NotAsked) | None => return format!("{} was not checked", pod.name),
-        Some(MemgraphState::Replica { .. }) => {}
+        _ => {}
     }
-    if !main.routable() {
-        return "the MAIN is not verified, so registration cannot be checked".to_owned();
+    if main.rows().is_none() {
+        return "the MAIN cannot be checked, so neither can its registration".to_owned();
     }
     let Some(row) = row else { return "not registered on the MAIN".to_owned() };
     if !address_ok {
         return format!("registered at the wrong address {}", row.socket_address);
     }
-    match &row.data {
-        None => "registration is incomplete (empty data_info)".to_owned(),
-        Some(d) if d.status == ReplicaStatus::Diverged => {
+    match (&row.data, state) {
+        (None, _) => "registration is incomplete (empty data_info)".to_owned(),
+        (Some(d), _) if d.status == ReplicaStatus::Diverged => {
             "diverged from the MAIN: it holds writes the MAIN does not have; it needs a clean volume".to_owned()
         }
-        Some(d) => format!("replication state is {} ({} behind)", d.status.as_str(), -d.behind),
+        (Some(d), Some(MemgraphState::Unreachable(e))) if d.status.is_healthy() => {
+            format!("in sync on the MAIN, but Memgraph on {} does not answer the operator: {e}", pod.name)
+        }
+        // No counts here: `behind` changes with every write, and the status must not.
+        (Some(d), _) => format!("replication state is {}", d.status.as_str()),
     }
 }

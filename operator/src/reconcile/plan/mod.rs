@@ -1,10 +1,19 @@
 //! `plan`: the pure heart of the operator. From the spec, what was observed and the time, it
-//! decides the actions to take, in order, and when to look again. No I/O, no clock, no
-//! randomness; everything it must remember between reconciles is in the cluster's status.
+//! decides the actions to take, in order, the status to write, and when to look again. No I/O,
+//! no clock, no randomness; everything it must remember between reconciles is in the cluster's
+//! status.
+//!
+//! One module per idea: [`facts`] (what is true), [`objects`] (what to apply and delete),
+//! [`replication`] (registrations and modes), [`labels`] (routing), [`snapshot`] (the schedule),
+//! [`failures`] (backoff and reporting of actions that keep failing), [`status`] (the truth
+//! in words).
 
 mod facts;
+pub mod failures;
+mod labels;
 mod objects;
 mod replication;
+mod snapshot;
 mod status;
 
 use std::time::Duration;
@@ -15,19 +24,26 @@ use super::desired::DesiredObject;
 use super::observed::{ObjectKey, Observed};
 use crate::api::{MemgraphClusterSpec, MemgraphClusterStatus, ReplicationMode};
 use crate::kube_api::EventType;
-use crate::names::{ClusterNames, FINALIZER, Instance, ROLE_MAIN, ROLE_REPLICA};
+use crate::names::{ClusterNames, FINALIZER, Instance};
 use crate::validate::{SpecError, validate_secrets, validate_spec};
 
-pub use facts::{Facts, MainFacts, ReplicaFacts};
+pub use facts::{Facts, MainFacts, ReplicaFacts, Route};
+pub use status::{ACTIONS_SUCCEEDING, REPLICATION_HEALTHY, WRITE_READY};
 
 /// How long a registered replica may stay `invalid` while its pod is ready before the operator
 /// drops and registers it again. Memgraph retries on its own every second; this only catches
 /// replicas it cannot recover by itself.
 pub const INVALID_GRACE: Duration = Duration::from_secs(60);
+/// How long a labelled replica the MAIN reports out of sync keeps its label. Memgraph marks a
+/// replica `invalid` for a missed transaction or a heartbeat blip and recovers it within a
+/// second or two; removing the label at once would make reads flap.
+pub const ROUTE_GRACE: Duration = Duration::from_secs(3);
 /// Requeue while the cluster is converging.
 pub const REQUEUE_BUSY: Duration = Duration::from_secs(5);
-/// Upper bound on the requeue of a healthy cluster.
-pub const REQUEUE_IDLE: Duration = Duration::from_secs(30);
+/// Upper bound on the requeue of a healthy cluster. `SHOW REPLICAS` is the only way to see a
+/// replica fall out of sync (nothing in Kubernetes changes), and from Memgraph 3.1 it is served
+/// from a cache, so polling it this often is cheap.
+pub const REQUEUE_IDLE: Duration = Duration::from_secs(10);
 
 /// An event to publish about the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +56,11 @@ pub struct PlannedEvent {
     pub action: String,
     /// Details for people.
     pub note: String,
-    /// Announces a condition change (written together with the status), rather than an action.
+    /// Announces a condition change (published after the status is written), rather than an
+    /// action.
     pub condition: bool,
+    /// The subject of the action it announces: published only if that action succeeded.
+    pub subject: Option<String>,
 }
 
 /// One step of a plan. Every action is safe to repeat: the operator may crash after any of them.
@@ -72,21 +91,34 @@ pub enum Action {
         /// Name as registered.
         name: String,
     },
-    /// Set or remove a pod's `memgraph.io/role` label, only if the pod still has `uid`.
+    /// Set or remove a pod's `memgraph.io/role` label, only if the pod still has `uid`. A role
+    /// is set together with the container restart count it was verified at.
     Label {
         /// Pod name.
         pod: String,
         /// Pod uid it was observed with.
         uid: String,
-        /// New value; `None` removes the label.
+        /// New value; `None` removes the label (and its restart stamp).
         role: Option<String>,
+        /// The container restart count the role was verified at.
+        restarts: i64,
     },
-    /// `CREATE SNAPSHOT` on the MAIN.
-    CreateSnapshot,
-    /// Replace the cluster's status.
-    PatchStatus(Box<MemgraphClusterStatus>),
+    /// `CREATE SNAPSHOT` on the MAIN for a schedule tick, run only after the status claiming
+    /// that tick is written.
+    CreateSnapshot {
+        /// The tick.
+        tick: Timestamp,
+    },
     /// Publish an event.
     Event(PlannedEvent),
+}
+
+/// How the subjects of replicas' registrations, roles and objects start.
+pub const REPLICA_SUBJECT_PREFIX: &str = "replica ";
+
+/// The subject of the replica named `name`: its registration, role and objects.
+fn replica_subject(name: &str) -> String {
+    format!("{REPLICA_SUBJECT_PREFIX}{name}")
 }
 
 impl Action {
@@ -94,13 +126,42 @@ impl Action {
     pub fn changes_replication(&self) -> bool {
         matches!(self, Action::SetReplicaRole(_) | Action::RegisterReplica { .. } | Action::DropReplica { .. })
     }
+
+    /// What the action acts on. Actions on one subject depend on each other (a registration
+    /// after its drop, a deletion after its drop): when one fails the later ones are skipped,
+    /// and a subject that keeps failing is retried with backoff. Actions on different
+    /// subjects never wait for each other.
+    pub fn subject(&self) -> Option<String> {
+        match self {
+            Action::SetFinalizers { .. } => Some("finalizers".to_owned()),
+            Action::Apply(o) => Some(format!("{:?} {}", o.key().kind, o.key().name)),
+            Action::Delete(key) => Some(objects::read_index_of(key).map_or_else(
+                || format!("{:?} {}", key.kind, key.name),
+                |i| replica_subject(&Instance::Read(i).replica_name()),
+            )),
+            Action::SetReplicaRole(i) | Action::RegisterReplica { instance: i, .. } => {
+                Some(replica_subject(&i.replica_name()))
+            }
+            Action::DropReplica { name } => Some(replica_subject(name)),
+            Action::Label { pod, .. } => Some(format!("label {pod}")),
+            Action::CreateSnapshot { .. } => Some(failures::SNAPSHOT_SUBJECT.to_owned()),
+            Action::Event(e) => e.subject.clone(),
+        }
+    }
 }
 
-/// The result of planning: what to do, in order, and when to reconcile again.
+/// The result of planning: what to do, in order, what the status should say, and when to
+/// reconcile again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
-    /// Actions in execution order; execution stops at the first failure.
+    /// Actions in execution order.
     pub actions: Vec<Action>,
+    /// The status to write (before the outcome of this plan's actions is added to it).
+    pub status: Box<MemgraphClusterStatus>,
+    /// Whether `status` differs from the observed one.
+    pub status_changed: bool,
+    /// Subjects whose actions were held back because they are backing off after failures.
+    pub held: Vec<String>,
     /// When to reconcile again if nothing else triggers it.
     pub requeue_after: Duration,
     /// A registered replica whose pod is ready is expected to come in sync shortly (Memgraph
@@ -111,7 +172,7 @@ pub struct Plan {
 impl Plan {
     /// Whether the plan does nothing but wait.
     pub fn is_empty(&self) -> bool {
-        self.actions.is_empty()
+        self.actions.is_empty() && !self.status_changed
     }
 }
 
@@ -122,29 +183,48 @@ pub(crate) struct Planner<'a> {
     pub now: Timestamp,
     pub names: ClusterNames,
     pub actions: Vec<Action>,
-    /// Earliest time something is scheduled (snapshots).
+    /// Earliest time something is scheduled (snapshots, graces, retries).
     pub next_due: Option<Timestamp>,
     /// Storage changes Kubernetes cannot apply to existing StatefulSets, in words.
     pub storage_pending: Vec<String>,
+    /// The schedule tick this plan takes, if any.
+    pub snapshot_tick: Option<Timestamp>,
 }
 
 impl<'a> Planner<'a> {
     fn new(spec: &'a MemgraphClusterSpec, obs: &'a Observed, now: Timestamp) -> Self {
         let names = ClusterNames::new(obs.cluster.name.clone(), obs.cluster.namespace.clone());
-        Self { spec, obs, now, names, actions: Vec::new(), next_due: None, storage_pending: Vec::new() }
+        Self {
+            spec,
+            obs,
+            now,
+            names,
+            actions: Vec::new(),
+            next_due: None,
+            storage_pending: Vec::new(),
+            snapshot_tick: None,
+        }
     }
 
     pub fn push(&mut self, action: Action) {
         self.actions.push(action);
     }
 
+    /// Look again no later than `at`.
+    pub fn due(&mut self, at: Timestamp) {
+        self.next_due = Some(self.next_due.map_or(at, |d| d.min(at)));
+    }
+
+    /// An event announcing the action just pushed.
     pub fn event(&mut self, type_: EventType, reason: &str, action: &str, note: String) {
+        let subject = self.actions.last().and_then(Action::subject);
         self.actions.push(Action::Event(PlannedEvent {
             type_,
             reason: reason.to_owned(),
             action: action.to_owned(),
             note,
             condition: false,
+            subject,
         }));
     }
 
@@ -155,6 +235,7 @@ impl<'a> Planner<'a> {
             action: "Check".to_owned(),
             note,
             condition: true,
+            subject: None,
         }));
     }
 }
@@ -171,7 +252,14 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
     let mut p = Planner::new(spec, obs, now);
     if obs.cluster.deleting {
         finalize(&mut p);
-        return Plan { actions: p.actions, requeue_after: REQUEUE_BUSY, settling: false };
+        return Plan {
+            actions: p.actions,
+            status: Box::new(obs.status.clone()),
+            status_changed: false,
+            held: Vec::new(),
+            requeue_after: REQUEUE_BUSY,
+            settling: false,
+        };
     }
     let errors = spec_errors(spec, obs);
     let facts = Facts::derive(&p, errors.is_empty());
@@ -186,12 +274,14 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
         objects::plan_removals(&mut p, &facts);
     }
     // Labels follow verified truth even while the spec is invalid: they protect clients.
-    plan_labels(&mut p, &facts);
+    labels::plan_labels(&mut p, &facts);
     if errors.is_empty() {
-        plan_snapshot(&mut p, &facts);
+        snapshot::plan_snapshot(&mut p, &facts);
     }
-    let converged = status::plan_status(&mut p, &facts, &errors);
-    let busy = !converged || p.actions.iter().any(|a| !matches!(a, Action::PatchStatus(_) | Action::Event(_)));
+    let held = failures::hold_back(&mut p);
+    let (status, converged) = status::plan_status(&mut p, &facts, &errors);
+    let status_changed = status != obs.status;
+    let busy = !converged || p.actions.iter().any(|a| !matches!(a, Action::Event(_)));
     let mut requeue_after = if busy { REQUEUE_BUSY } else { idle_requeue(spec) };
     if let Some(due) = p.next_due {
         let until = due.duration_since(now).as_secs().max(1) as u64;
@@ -201,8 +291,8 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
         && facts
             .replicas
             .values()
-            .any(|r| r.desired && r.ready_replica && r.row.is_some() && !r.routable && !r.diverged);
-    Plan { actions: p.actions, requeue_after, settling }
+            .any(|r| r.desired && r.ready_replica && r.row.is_some() && !r.in_sync && !r.diverged);
+    Plan { actions: p.actions, status: Box::new(status), status_changed, held, requeue_after, settling }
 }
 
 fn idle_requeue(spec: &MemgraphClusterSpec) -> Duration {
@@ -225,50 +315,6 @@ fn finalize(p: &mut Planner<'_>) {
         finalizers: p.obs.cluster.other_finalizers.clone(),
         resource_version: p.obs.cluster.resource_version.clone(),
     });
-}
-
-/// Role labels: `main` only on the pod verified as MAIN, `replica` only on replicas registered
-/// and in sync. Removals come first so two pods never carry `main` at once.
-fn plan_labels(p: &mut Planner<'_>, facts: &Facts) {
-    let mut removals = Vec::new();
-    let mut additions = Vec::new();
-    for (instance, pod) in &p.obs.pods {
-        let wanted: Option<&str> = match instance {
-            Instance::Write => facts.main.routable().then_some(ROLE_MAIN),
-            Instance::Read(i) => facts.replicas.get(i).filter(|r| r.routable).map(|_| ROLE_REPLICA),
-        };
-        let wanted = if pod.terminating { None } else { wanted };
-        if pod.role_label.as_deref() == wanted {
-            continue;
-        }
-        let action = Action::Label { pod: pod.name.clone(), uid: pod.uid.clone(), role: wanted.map(str::to_owned) };
-        if wanted.is_none() { removals.push(action) } else { additions.push(action) }
-    }
-    p.actions.extend(removals);
-    p.actions.extend(additions);
-}
-
-/// Scheduled `CREATE SNAPSHOT` on the MAIN, driven by `status.lastSnapshotTime`.
-fn plan_snapshot(p: &mut Planner<'_>, facts: &Facts) {
-    if !p.spec.snapshot.enabled || !facts.main.routable() {
-        return;
-    }
-    let Ok(schedule) = crate::schedule::Schedule::parse(&p.spec.snapshot.schedule) else { return };
-    let last = p.obs.status.last_snapshot_time.as_ref().map(|t| t.0).or(p.obs.cluster.created).unwrap_or(p.now);
-    match schedule.next_after(last) {
-        Some(due) if due <= p.now => {
-            p.push(Action::CreateSnapshot);
-            p.event(
-                EventType::Normal,
-                "SnapshotCreated",
-                "CreateSnapshot",
-                format!("scheduled snapshot ({})", p.spec.snapshot.schedule),
-            );
-            p.next_due = schedule.next_after(p.now);
-        }
-        Some(due) => p.next_due = Some(due),
-        None => {}
-    }
 }
 
 #[cfg(test)]

@@ -96,18 +96,27 @@ pub(super) fn plan_objects(p: &mut Planner<'_>, facts: &Facts) {
             apply(p, desired, created);
         }
     }
-    // One read pod restarts at a time, so reads stay available during an image or config change.
+    // One read pod restarts at a time, and the next only once the others are back in sync (not
+    // merely ready: a SYNC replica still catching up refuses writes), so reads and durability
+    // drop by one replica at most during an image or config change.
     let pending: Vec<u32> = rolling.iter().map(|(i, _)| *i).collect();
     if let Some((index, sts)) = rolling.into_iter().next() {
-        let others_ready = facts
+        let others_in_sync = facts
             .replicas
             .iter()
             .filter(|(i, r)| r.desired && **i != index && !pending.contains(i))
-            .all(|(i, _)| p.obs.pods.get(&Instance::Read(*i)).is_some_and(|pod| pod.ready && !pod.terminating));
-        if others_ready {
+            // A diverged replica waits for a person, not for time: it does not hold others up.
+            .all(|(_, r)| r.in_sync || r.diverged);
+        if others_in_sync {
             apply(p, sts, false);
         }
     }
+}
+
+/// The replica index of a per-replica object (`CLUSTER-read-N` StatefulSet or Service).
+pub(super) fn read_index_of(key: &ObjectKey) -> Option<u32> {
+    let (cluster, _) = key.name.rsplit_once("-read-")?;
+    read_index(cluster, &key.name)
 }
 
 /// The index `N` of an object named `CLUSTER-read-N`.

@@ -1,7 +1,14 @@
 //! Replication repair on the verified MAIN: drop what should not be registered, register what
-//! should, re-register what is broken, and change modes one replica at a time.
+//! should, re-register what is broken, and switch modes one replica at a time.
+//!
+//! In SYNC and STRICT_SYNC a replica that is catching up makes Memgraph refuse every write, so
+//! a new or re-registered replica is registered ASYNC while another replica keeps the writes
+//! durable (always, with `dataDurability: Preferred`), and switched to the spec's mode once it
+//! has caught up. With `Preferred`, a sync replica out of sync for `degradeAfterSeconds` is
+//! registered ASYNC until it has caught up again.
 
 use super::{Action, Facts, Planner};
+use crate::api::{DataDurability, ReplicationMode};
 use crate::kube_api::EventType;
 use crate::names::Instance;
 use crate::reconcile::observed::MemgraphState;
@@ -11,22 +18,84 @@ fn drop_replica(p: &mut Planner<'_>, name: &str, why: &str) {
     p.event(EventType::Normal, "ReplicaDropped", "DropReplica", format!("Dropped replica {name}: {why}"));
 }
 
-fn register(p: &mut Planner<'_>, index: u32) {
+fn register(p: &mut Planner<'_>, index: u32, mode: ReplicationMode) {
     let instance = Instance::Read(index);
-    let mode = p.spec.replication.mode;
     p.push(Action::RegisterReplica { instance, mode });
+    let catching_up = if mode == p.spec.replication.mode {
+        String::new()
+    } else {
+        format!("; it becomes {} once it has caught up", p.spec.replication.mode.as_cypher())
+    };
     p.event(
         EventType::Normal,
         "ReplicaRegistered",
         "RegisterReplica",
         format!(
-            "Registered {} as replica {} ({}) at {}",
+            "Registered {} as replica {} ({}) at {}{catching_up}",
             p.names.pod(instance),
             instance.replica_name(),
             mode.as_cypher(),
             p.names.replication_address(instance)
         ),
     );
+}
+
+/// The mode to register replica `index` in now: its final mode, unless it must catch up as
+/// ASYNC first.
+fn register_mode(p: &Planner<'_>, facts: &Facts, index: u32) -> ReplicationMode {
+    let mode = p.spec.replication.mode;
+    let catch_up_async = match p.spec.replication.data_durability {
+        DataDurability::Preferred => true,
+        // Durability first: catch up as ASYNC only while another replica keeps writes durable.
+        DataDurability::Required => facts.durable_without(index),
+    };
+    if mode != ReplicationMode::Async && catch_up_async { ReplicationMode::Async } else { mode }
+}
+
+/// A read pod that is MAIN came up without its replication state (new or wiped volume). It is
+/// demoted only if it has no replicas of its own: otherwise someone made it a MAIN on purpose
+/// and a person must decide. Its old registration, if any, is bound to the instance it replaced,
+/// so it is dropped and made again.
+fn demote_fresh_main(p: &mut Planner<'_>, facts: &Facts, index: u32) {
+    let instance = Instance::Read(index);
+    let own_rows = p.obs.pods.get(&instance).and_then(|pod| match &pod.memgraph {
+        MemgraphState::Main { replicas: Some(Ok(rows)), .. } => Some(rows.len()),
+        _ => None,
+    });
+    if own_rows != Some(0) {
+        return;
+    }
+    p.push(Action::SetReplicaRole(instance));
+    p.event(
+        EventType::Normal,
+        "ReplicaRoleSet",
+        "SetReplicaRole",
+        format!("Set {} to REPLICA (it started as a MAIN, probably with a new volume)", p.names.pod(instance)),
+    );
+    if facts.replicas[&index].row.is_some() {
+        drop_replica(p, &instance.replica_name(), "its pod came back as a new MAIN");
+    }
+    let mode = register_mode(p, facts, index);
+    register(p, index, mode);
+}
+
+/// Why an existing registration must be dropped and made again, if it must.
+fn broken(p: &Planner<'_>, facts: &Facts, index: u32) -> Option<String> {
+    let r = &facts.replicas[&index];
+    let row = r.row.as_ref()?;
+    if row.data.is_none() {
+        Some("the registration is incomplete (empty data_info)".to_owned())
+    } else if !r.address_ok {
+        Some(format!(
+            "registered at {} instead of {}",
+            row.socket_address,
+            p.names.replication_address(Instance::Read(index))
+        ))
+    } else if r.stuck {
+        Some(format!("invalid for more than {} s while its pod is ready", super::INVALID_GRACE.as_secs()))
+    } else {
+        None
+    }
 }
 
 /// Plan replication changes. Does nothing unless the write instance is a verified MAIN whose
@@ -38,77 +107,82 @@ pub(super) fn plan_replication(p: &mut Planner<'_>, facts: &Facts) {
     for row in &facts.unwanted_rows {
         drop_replica(p, &row.name, "not a replica this cluster wants");
     }
-    let mut mode_changes = Vec::new();
+    let mut switches = Vec::new();
     for (&index, r) in &facts.replicas {
         if !r.desired {
             continue;
         }
-        let instance = Instance::Read(index);
-        let name = instance.replica_name();
+        let name = Instance::Read(index).replica_name();
         if r.ready_main {
-            // A read pod that is MAIN came up without its replication state (new or wiped
-            // volume). Demote it only if it has no replicas of its own: otherwise someone made
-            // it a MAIN on purpose and a person must decide. Its old registration, if any, is
-            // bound to the instance it replaced, so it is dropped and made again.
-            let own_rows = p.obs.pods.get(&instance).and_then(|pod| match &pod.memgraph {
-                MemgraphState::Main { replicas: Some(Ok(rows)), .. } => Some(rows.len()),
-                _ => None,
-            });
-            if own_rows == Some(0) {
-                p.push(Action::SetReplicaRole(instance));
-                p.event(
-                    EventType::Normal,
-                    "ReplicaRoleSet",
-                    "SetReplicaRole",
-                    format!(
-                        "Set {} to REPLICA (it started as a MAIN, probably with a new volume)",
-                        p.names.pod(instance)
-                    ),
-                );
-                if r.row.is_some() {
-                    drop_replica(p, &name, "its pod came back as a new MAIN");
-                }
-                register(p, index);
-            }
+            demote_fresh_main(p, facts, index);
             continue;
         }
-        match &r.row {
-            Some(row) => {
-                let why = if row.data.is_none() {
-                    Some("the registration is incomplete (empty data_info)".to_owned())
-                } else if !r.address_ok {
-                    Some(format!(
-                        "registered at {} instead of {}",
-                        row.socket_address,
-                        p.names.replication_address(instance)
-                    ))
-                } else if r.stuck {
-                    Some(format!("invalid for more than {} s while its pod is ready", super::INVALID_GRACE.as_secs()))
-                } else {
-                    None
-                };
-                if let Some(why) = why {
-                    drop_replica(p, &name, &why);
-                    if r.ready_replica {
-                        register(p, index);
-                    }
-                } else if !r.mode_ok && !r.diverged {
-                    mode_changes.push(index);
+        match (&r.row, broken(p, facts, index)) {
+            (Some(_), Some(why)) => {
+                drop_replica(p, &name, &why);
+                if r.ready_replica {
+                    let mode = register_mode(p, facts, index);
+                    register(p, index, mode);
                 }
             }
-            None if r.ready_replica => register(p, index),
-            None => {}
+            (Some(_), None) if r.degrade => switches.push((index, ReplicationMode::Async)),
+            (Some(row), None) => {
+                let caught_up = r.in_sync && row.data.as_ref().is_some_and(|d| d.behind == 0);
+                // Towards a stricter mode only once caught up (or every write would fail while
+                // it catches up); towards ASYNC at once, so a down replica stops blocking writes.
+                let to_async = p.spec.replication.mode == ReplicationMode::Async;
+                if !r.mode_ok && !r.diverged && (caught_up || to_async) {
+                    switches.push((index, p.spec.replication.mode));
+                }
+            }
+            (None, _) if r.ready_replica => {
+                let mode = register_mode(p, facts, index);
+                register(p, index, mode);
+            }
+            (None, _) => {}
         }
     }
-    // A mode change re-registers one replica per reconcile, and only while every other desired
-    // replica is in sync, so reads and durability never drop by more than one replica.
-    if let Some(&index) = mode_changes.first() {
-        let others_routable = facts.replicas.iter().filter(|(i, r)| r.desired && **i != index).all(|(_, r)| r.routable);
-        let candidate = &facts.replicas[&index];
-        if others_routable && candidate.ready_replica {
-            let name = Instance::Read(index).replica_name();
-            drop_replica(p, &name, &format!("changing its mode to {}", p.spec.replication.mode.as_cypher()));
-            register(p, index);
-        }
+    // One replica switches mode per reconcile, and only while no other running replica is
+    // catching up (a dead or diverged one does not hold the others back), so durability and
+    // reads never drop by more than one replica at a time.
+    let catching_up = |index: u32| {
+        facts.replicas.iter().any(|(i, r)| *i != index && r.desired && r.ready_replica && !r.in_sync && !r.diverged)
+    };
+    if let Some(&(index, mode)) = switches.iter().find(|(index, _)| !catching_up(*index)) {
+        let name = Instance::Read(index).replica_name();
+        let why = if mode == p.spec.replication.mode {
+            format!("switching it to {} now that it is in sync", mode.as_cypher())
+        } else {
+            format!(
+                "registering it ASYNC: out of sync for more than {} s and dataDurability is Preferred",
+                p.spec.replication.degrade_after_seconds
+            )
+        };
+        drop_replica(p, &name, &why);
+        register(p, index, mode);
+    }
+    // Graces end: look again then.
+    let timers: Vec<_> = facts
+        .replicas
+        .values()
+        .filter(|r| r.desired)
+        .flat_map(|r| {
+            let invalid = r.unhealthy_since.and_then(|t| t.checked_add(super::INVALID_GRACE).ok());
+            let degrade = (p.spec.replication.data_durability == DataDurability::Preferred)
+                .then_some(r.out_of_sync_since)
+                .flatten()
+                .and_then(|t| {
+                    t.checked_add(std::time::Duration::from_secs(
+                        u64::try_from(p.spec.replication.degrade_after_seconds.max(1)).unwrap_or(30),
+                    ))
+                    .ok()
+                });
+            [invalid, degrade]
+        })
+        .flatten()
+        .filter(|at| *at > p.now)
+        .collect();
+    for at in timers {
+        p.due(at);
     }
 }

@@ -3,7 +3,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use super::{Action, Facts, MainFacts, Planner};
+use super::{Facts, MainFacts, Planner};
 use crate::api::{MemgraphClusterStatus, Phase, ReplicaValidation, ValidationStatus};
 use crate::kube_api::EventType;
 use crate::names::{Instance, selector_string};
@@ -11,7 +11,7 @@ use crate::validate::SpecError;
 
 /// Condition types.
 pub const WRITE_READY: &str = "WriteReady";
-/// All wanted replicas are routable.
+/// All wanted replicas are registered and in sync.
 pub const REPLICAS_READY: &str = "ReplicasReady";
 /// Every registered replica is in sync.
 pub const REPLICATION_HEALTHY: &str = "ReplicationHealthy";
@@ -21,6 +21,8 @@ pub const INVALID_SPEC: &str = "InvalidSpec";
 pub const DATA_DIVERGENCE: &str = "DataDivergence";
 /// Every StatefulSet's volume claims match the spec.
 pub const STORAGE_IN_SYNC: &str = "StorageInSync";
+/// No action is failing repeatedly (set with the outcome of the actions, see `failures`).
+pub const ACTIONS_SUCCEEDING: &str = "ActionsSucceeding";
 
 struct Verdict {
     type_: &'static str,
@@ -42,14 +44,14 @@ fn is_problem(type_: &str, status: &str) -> bool {
     }
 }
 
-/// Build the status and plan its patch and the events of condition changes. Returns whether the
-/// cluster is fully converged (phase Running).
-pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecError]) -> bool {
+/// Build the status and plan the events of its condition changes. Returns the status and
+/// whether the cluster is fully converged (phase Running).
+pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecError]) -> (MemgraphClusterStatus, bool) {
     let old = &p.obs.status;
     let desired = u32::try_from(p.spec.read.replicas).unwrap_or(0);
     let wanted: Vec<(u32, &super::ReplicaFacts)> =
         facts.replicas.iter().filter(|(_, r)| r.desired).map(|(i, r)| (*i, r)).collect();
-    let ready = wanted.iter().filter(|(_, r)| r.routable).count();
+    let ready = wanted.iter().filter(|(_, r)| r.in_sync).count();
     let registered = wanted.iter().filter(|(_, r)| r.row.is_some()).count();
     let write_pod = p.names.pod(Instance::Write);
 
@@ -80,35 +82,63 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
             ),
         }
     }];
-    let (write_ok, write_reason, write_message) = match &facts.main {
-        MainFacts::Verified { .. } => (true, "MainVerified", format!("{write_pod} is a verified MAIN")),
-        MainFacts::NotReady(m) => (false, "PodNotReady", m.clone()),
-        MainFacts::Unreachable(m) => (false, "Unreachable", format!("Memgraph on {write_pod} does not answer: {m}")),
+    let (write_status, write_reason, write_message) = match &facts.main {
+        MainFacts::Verified { rows: Ok(_), .. } => ("True", "MainVerified", format!("{write_pod} is a verified MAIN")),
+        MainFacts::Verified { rows: Err(_), holds_data: true } => (
+            "True",
+            "MainVerified",
+            format!("{write_pod} is a MAIN holding data; its registrations cannot be read now"),
+        ),
+        MainFacts::Verified { rows: Err(e), holds_data: false } => (
+            "Unknown",
+            "ReplicasUnreadable",
+            format!(
+                "{write_pod} answers as a MAIN but SHOW REPLICAS failed ({e}); its label is left as it is until it can be \
+                 checked"
+            ),
+        ),
+        MainFacts::NotReady(m) => ("False", "PodNotReady", m.clone()),
+        // The operator cannot see: that says nothing about the pod, and its label is left alone.
+        MainFacts::Unreachable(m) => (
+            "Unknown",
+            "Unreachable",
+            format!(
+                "Memgraph on {write_pod} does not answer the operator ({m}); its label is left as it is, since that \
+                 is no evidence that the pod is down"
+            ),
+        ),
         MainFacts::NotMain => (
-            false,
+            "False",
             "NotMain",
             format!(
                 "{write_pod} is a REPLICA. The operator does not promote it by itself; if it holds the newest data run \
                  SET REPLICATION ROLE TO MAIN on it"
             ),
         ),
-        MainFacts::LostData(m) => (false, "DataLossRisk", m.clone()),
+        MainFacts::LostData(m) => ("False", "DataLossRisk", m.clone()),
     };
-    verdicts.push(Verdict {
-        type_: WRITE_READY,
-        status: if write_ok { "True" } else { "False" },
-        reason: write_reason,
-        message: write_message,
+    verdicts.push(Verdict { type_: WRITE_READY, status: write_status, reason: write_reason, message: write_message });
+    let replicas_unknown = matches!(facts.main, MainFacts::Unreachable(_) | MainFacts::Verified { rows: Err(_), .. });
+    verdicts.push(if replicas_unknown {
+        Verdict {
+            type_: REPLICAS_READY,
+            status: "Unknown",
+            reason: "MainNotVerified",
+            message:
+                "Replicas cannot be checked until the MAIN answers SHOW REPLICAS; their labels are left as they are"
+                    .to_owned(),
+        }
+    } else {
+        verdict(
+            REPLICAS_READY,
+            ready == wanted.len(),
+            ("AllReplicasReady", format!("{ready} of {desired} replicas are registered and in sync")),
+            (
+                "ReplicasNotReady",
+                format!("{ready} of {desired} replicas are registered and in sync; {}", problems(&|r| !r.in_sync)),
+            ),
+        )
     });
-    verdicts.push(verdict(
-        REPLICAS_READY,
-        ready == wanted.len(),
-        ("AllReplicasReady", format!("{ready} of {desired} replicas are registered and in sync")),
-        (
-            "ReplicasNotReady",
-            format!("{ready} of {desired} replicas are registered and in sync; {}", problems(&|r| !r.routable)),
-        ),
-    ));
     let healthy = match facts.main.rows() {
         None => Verdict {
             type_: REPLICATION_HEALTHY,
@@ -127,7 +157,7 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
                 !unhealthy && facts.unwanted_rows.is_empty(),
                 ("Healthy", format!("All {registered} registered replicas are in sync")),
                 ("ReplicaUnhealthy", {
-                    let list = problems(&|r| r.row.is_some() && !r.routable);
+                    let list = problems(&|r| r.row.is_some() && !r.in_sync);
                     let extra: Vec<&str> = facts.unwanted_rows.iter().map(|r| r.name.as_str()).collect();
                     if extra.is_empty() {
                         list
@@ -141,8 +171,17 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
     verdicts.push(healthy);
     let diverged: Vec<String> =
         wanted.iter().filter(|(_, r)| r.diverged).map(|(i, _)| Instance::Read(*i).status_name()).collect();
+    let previous_divergence = old.conditions.iter().find(|c| c.type_ == DATA_DIVERGENCE);
     let divergence = if let MainFacts::LostData(m) = &facts.main {
         Verdict { type_: DATA_DIVERGENCE, status: "True", reason: "MainLostData", message: m.clone() }
+    } else if let (None, Some(c)) = (facts.main.rows(), previous_divergence) {
+        // The MAIN cannot be looked at: what was found before still stands.
+        let (status, reason) = match c.reason.as_str() {
+            "MainLostData" => ("True", "MainLostData"),
+            "ReplicaDiverged" => ("True", "ReplicaDiverged"),
+            _ => ("False", "NoDivergence"),
+        };
+        Verdict { type_: DATA_DIVERGENCE, status, reason, message: c.message.clone() }
     } else if !diverged.is_empty() {
         Verdict {
             type_: DATA_DIVERGENCE,
@@ -216,7 +255,11 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
         }
     }
 
-    let failed = !errors.is_empty() || matches!(facts.main, MainFacts::NotMain | MainFacts::LostData(_));
+    // ActionsSucceeding is decided by the outcome of the actions (see `failures::record`).
+    conditions.extend(old.conditions.iter().filter(|c| c.type_ == ACTIONS_SUCCEEDING).cloned());
+
+    let lost = verdicts.iter().any(|v| v.type_ == DATA_DIVERGENCE && v.reason == "MainLostData");
+    let failed = !errors.is_empty() || lost || matches!(facts.main, MainFacts::NotMain | MainFacts::LostData(_));
     let phase = if failed {
         Phase::Failed
     } else if !facts.main.routable() {
@@ -236,17 +279,20 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
         .map(|(i, r)| {
             let name = Instance::Read(*i).status_name();
             let before = previous_replicas.iter().find(|v| v.name == name);
+            // `replicating` is `ready` with a transaction in flight: under load the MAIN reports
+            // either on every look, and the status must not change with every write.
+            let state = r.row.as_ref().and_then(|row| row.data.as_ref()).map(|d| match d.status {
+                crate::memgraph::ReplicaStatus::Replicating => "ready".to_owned(),
+                ref other => other.as_str().to_owned(),
+            });
             ReplicaValidation {
                 name,
-                healthy: r.routable,
-                state: r.row.as_ref().and_then(|row| row.data.as_ref()).map(|d| d.status.as_str().to_owned()),
+                healthy: r.in_sync,
+                state,
                 lag_ms: before.and_then(|b| b.lag_ms),
                 last_test_time: before.and_then(|b| b.last_test_time.clone()),
-                unhealthy_since: if r.routable {
-                    None
-                } else {
-                    before.and_then(|b| b.unhealthy_since.clone()).or_else(|| Some(now.clone()))
-                },
+                unhealthy_since: r.unhealthy_since.map(Time),
+                out_of_sync_since: r.out_of_sync_since.map(Time),
                 message: r.problem.clone(),
             }
         })
@@ -255,22 +301,25 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
     let validation =
         ValidationStatus { all_replicas_healthy: replicas.iter().all(|r| r.healthy), replicas, ..old_validation };
 
-    let snapshot_taken = p.actions.iter().any(|a| matches!(a, Action::CreateSnapshot));
     let status = MemgraphClusterStatus {
         phase,
         observed_generation: generation,
-        write_ready: facts.main.routable(),
-        main_pod: facts.main.routable().then(|| write_pod.clone()),
+        write_ready: facts.main.verified(),
+        main_pod: facts.main.verified().then(|| write_pod.clone()),
         ready_replicas: i32::try_from(ready).unwrap_or(i32::MAX),
         registered_replicas: i32::try_from(registered).unwrap_or(i32::MAX),
         read_selector: Some(selector_string(&p.names.read_selector())),
-        last_snapshot_time: if snapshot_taken { Some(now.clone()) } else { old.last_snapshot_time.clone() },
+        last_snapshot_time: old.last_snapshot_time.clone(),
+        last_snapshot_tick: p.snapshot_tick.map(Time).or_else(|| old.last_snapshot_tick.clone()),
+        snapshot_schedule: if p.snapshot_tick.is_some() {
+            Some(p.spec.snapshot.schedule.clone())
+        } else {
+            old.snapshot_schedule.clone()
+        },
         last_s3_backup_time: old.last_s3_backup_time.clone(),
         validation: Some(validation),
+        failing_actions: old.failing_actions.clone(),
         conditions,
     };
-    if &status != old {
-        p.push(Action::PatchStatus(Box::new(status)));
-    }
-    phase == Phase::Running
+    (status, phase == Phase::Running)
 }

@@ -8,6 +8,8 @@ use k8s_openapi::jiff::Timestamp;
 use proptest::prelude::*;
 
 use super::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
 use crate::api::{MemgraphClusterStatus, ReplicationMode};
 use crate::builders::{self, BuildContext};
 use crate::memgraph::{ReplicaData, ReplicaRow, ReplicaStatus};
@@ -49,6 +51,8 @@ fn pod(instance: Instance, memgraph: MemgraphState) -> PodState {
         ready: true,
         terminating: false,
         role_label: None,
+        restarts: 0,
+        verified_restarts: None,
         memgraph,
     }
 }
@@ -107,6 +111,7 @@ fn fresh(replicas: i32) -> (MemgraphClusterSpec, Observed) {
         storage: BTreeMap::new(),
         pods,
         secrets: BTreeMap::new(),
+        snapshot_running: false,
     };
     (spec, obs)
 }
@@ -118,8 +123,18 @@ fn write_rows(obs: &mut Observed) -> Option<&mut Vec<ReplicaRow>> {
     }
 }
 
-/// The model: apply actions as if each succeeded at once.
-fn apply(spec: &MemgraphClusterSpec, obs: &mut Observed, actions: &[Action]) {
+/// The model: apply a plan as if each action succeeded at once, then write its status.
+fn apply(spec: &MemgraphClusterSpec, obs: &mut Observed, plan: &Plan) {
+    apply_actions(spec, obs, &plan.actions);
+    let mut status = (*plan.status).clone();
+    if plan.actions.iter().any(|a| matches!(a, Action::CreateSnapshot { .. })) {
+        status.last_snapshot_time = status.last_snapshot_tick.clone();
+    }
+    failures::record(&mut status, &obs.status, &[], |s| plan.held.iter().any(|h| h == s), now());
+    obs.status = status;
+}
+
+fn apply_actions(spec: &MemgraphClusterSpec, obs: &mut Observed, actions: &[Action]) {
     for action in actions {
         match action {
             Action::SetFinalizers { finalizers, .. } => {
@@ -156,13 +171,13 @@ fn apply(spec: &MemgraphClusterSpec, obs: &mut Observed, actions: &[Action]) {
                 write_rows(obs).expect("register on a MAIN").push(r);
             }
             Action::DropReplica { name } => write_rows(obs).expect("drop on a MAIN").retain(|r| &r.name != name),
-            Action::Label { pod, role, .. } => {
+            Action::Label { pod, role, restarts, .. } => {
                 for p in obs.pods.values_mut().filter(|p| &p.name == pod) {
                     p.role_label = role.clone();
+                    p.verified_restarts = role.as_ref().map(|_| *restarts);
                 }
             }
-            Action::PatchStatus(s) => obs.status = (**s).clone(),
-            Action::CreateSnapshot | Action::Event(_) => {}
+            Action::CreateSnapshot { .. } | Action::Event(_) => {}
         }
     }
     obs.spec = spec.clone();
@@ -175,7 +190,7 @@ fn converge(spec: &MemgraphClusterSpec, obs: &mut Observed, max: usize) -> usize
         if plan.is_empty() {
             return round;
         }
-        apply(spec, obs, &plan.actions);
+        apply(spec, obs, &plan);
     }
     panic!("no fixpoint after {max} rounds: {:?}", plan(spec, obs, now()).actions)
 }
@@ -187,7 +202,8 @@ fn healthy(replicas: i32) -> (MemgraphClusterSpec, Observed) {
 }
 
 fn kinds(plan: &Plan) -> Vec<String> {
-    plan.actions
+    let mut kinds: Vec<String> = plan
+        .actions
         .iter()
         .filter(|a| !matches!(a, Action::Event(_)))
         .map(|a| match a {
@@ -200,11 +216,14 @@ fn kinds(plan: &Plan) -> Vec<String> {
             }
             Action::DropReplica { name } => format!("Drop {name}"),
             Action::Label { pod, role, .. } => format!("Label {pod} {}", role.as_deref().unwrap_or("-")),
-            Action::CreateSnapshot => "CreateSnapshot".to_owned(),
-            Action::PatchStatus(_) => "PatchStatus".to_owned(),
+            Action::CreateSnapshot { .. } => "CreateSnapshot".to_owned(),
             Action::Event(_) => unreachable!(),
         })
-        .collect()
+        .collect();
+    if plan.status_changed {
+        kinds.push("PatchStatus".to_owned());
+    }
+    kinds
 }
 
 fn condition<'a>(obs: &'a Observed, type_: &str) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
@@ -226,7 +245,7 @@ fn a_new_cluster_creates_objects_then_registers_then_labels() {
     assert!(set < reg);
     // Nothing is labelled before it is verified.
     assert!(k.iter().all(|a| !a.starts_with("Label c-read")), "{k:?}");
-    apply(&spec, &mut obs, &first.actions);
+    apply(&spec, &mut obs, &first);
     let second = kinds(&plan(&spec, &obs, now()));
     assert!(second.contains(&"Label c-read-0-0 replica".to_owned()), "{second:?}");
     assert!(second.contains(&"Label c-read-1-0 replica".to_owned()));
@@ -302,16 +321,30 @@ fn table_of_replica_repairs() {
             &[],
         ),
         (
-            "invalid within the grace period",
+            "invalid within the grace periods keeps its label and registration",
             |o| write_rows(o).expect("rows")[0].data.as_mut().expect("data").status = ReplicaStatus::Invalid,
+            &[],
+            &["Drop read_0", "Label c-read-0-0 -"],
+        ),
+        (
+            "out of sync beyond the label grace loses its label, not its registration",
+            |o| {
+                write_rows(o).expect("rows")[0].data.as_mut().expect("data").status = ReplicaStatus::Invalid;
+                let since = Time(now() - std::time::Duration::from_secs(ROUTE_GRACE.as_secs() + 1));
+                for r in o.status.validation.iter_mut().flat_map(|v| v.replicas.iter_mut()) {
+                    if r.name == "read-0" {
+                        r.unhealthy_since = Some(since.clone());
+                    }
+                }
+            },
             &["Label c-read-0-0 -"],
             &["Drop read_0"],
         ),
         (
             "recovering replica is left alone",
             |o| write_rows(o).expect("rows")[0].data.as_mut().expect("data").status = ReplicaStatus::Recovery,
-            &["Label c-read-0-0 -"],
-            &["Drop read_0", "Register read_0 ASYNC"],
+            &[],
+            &["Drop read_0", "Register read_0 ASYNC", "Label c-read-0-0 -"],
         ),
         (
             "diverged replica is never touched",
@@ -337,10 +370,39 @@ fn table_of_replica_repairs() {
             &["Drop read_2"],
         ),
         (
-            "unreachable MAIN: labels go, nothing is registered or dropped",
+            "unreachable MAIN: the operator's blindness moves no label, nothing is registered or dropped",
             |o| o.pods.get_mut(&Instance::Write).expect("pod").memgraph = MemgraphState::Unreachable("timeout".into()),
-            &["Label c-write-0 -", "Label c-read-0-0 -", "Label c-read-1-0 -", "Label c-read-2-0 -"],
-            &["Drop read_0", "Register read_0 ASYNC"],
+            &[],
+            &["Label c-write-0 -", "Label c-read-0-0 -", "Drop read_0", "Register read_0 ASYNC"],
+        ),
+        (
+            "SHOW REPLICAS fails or times out: replica labels stay",
+            |o| {
+                o.pods.get_mut(&Instance::Write).expect("pod").memgraph =
+                    MemgraphState::Main { replicas: Some(Err("timed out".into())), nodes: None }
+            },
+            &[],
+            &["Label c-write-0 -", "Label c-read-0-0 -", "Label c-read-1-0 -", "Drop read_0"],
+        ),
+        (
+            "a replica the operator cannot reach but the MAIN reports in sync keeps its label",
+            |o| {
+                o.pods.get_mut(&Instance::Read(1)).expect("pod").memgraph = MemgraphState::Unreachable("refused".into())
+            },
+            &[],
+            &["Label c-read-1-0 -", "Drop read_1", "Register read_1 ASYNC"],
+        ),
+        (
+            "the write pod not ready loses main, replicas keep theirs",
+            |o| o.pods.get_mut(&Instance::Write).expect("pod").ready = false,
+            &["Label c-write-0 -"],
+            &["Label c-read-0-0 -", "Label c-read-1-0 -"],
+        ),
+        (
+            "the write pod says REPLICA: main goes",
+            |o| o.pods.get_mut(&Instance::Write).expect("pod").memgraph = MemgraphState::Replica { nodes: None },
+            &["Label c-write-0 -"],
+            &["Register read_0 ASYNC"],
         ),
         (
             "a read pod wrongly labelled main",
@@ -369,7 +431,7 @@ fn invalid_replicas_are_re_registered_after_the_grace_period() {
     let (spec, mut obs) = healthy(2);
     write_rows(&mut obs).expect("rows")[0].data.as_mut().expect("data").status = ReplicaStatus::Invalid;
     let first = plan(&spec, &obs, now());
-    apply(&spec, &mut obs, &first.actions);
+    apply(&spec, &mut obs, &first);
     // The row stays invalid: status remembered since when.
     write_rows(&mut obs).expect("rows")[0].data.as_mut().expect("data").status = ReplicaStatus::Invalid;
     let within = kinds(&plan(&spec, &obs, now() + std::time::Duration::from_secs(59)));
@@ -386,7 +448,7 @@ fn diverged_replicas_raise_a_condition_and_a_warning() {
     let (spec, mut obs) = healthy(2);
     write_rows(&mut obs).expect("rows")[1].data.as_mut().expect("data").status = ReplicaStatus::Diverged;
     let plan = plan(&spec, &obs, now());
-    apply(&spec, &mut obs, &plan.actions);
+    apply(&spec, &mut obs, &plan);
     let c = condition(&obs, "DataDivergence");
     assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "ReplicaDiverged"));
     assert!(c.message.contains("read-1"));
@@ -412,7 +474,7 @@ fn an_empty_main_is_never_used_while_replicas_hold_data() {
         !k.iter().any(|a| a.starts_with("Register") || a.starts_with("SetReplicaRole") || a == "CreateSnapshot"),
         "{k:?}"
     );
-    apply(&spec, &mut obs, &plan.actions);
+    apply(&spec, &mut obs, &plan);
     assert_eq!(obs.status.phase, crate::api::Phase::Failed);
     assert_eq!(condition(&obs, "DataDivergence").reason, "MainLostData");
     assert_eq!(condition(&obs, "WriteReady").reason, "DataLossRisk");
@@ -428,7 +490,7 @@ fn mode_changes_one_replica_at_a_time() {
     assert!(k.contains(&"Drop read_0".to_owned()));
     // While read_0 catches up in the new mode, the next one waits.
     let next = plan(&spec, &obs, now());
-    apply(&spec, &mut obs, &next.actions);
+    apply(&spec, &mut obs, &next);
     write_rows(&mut obs).expect("rows").iter_mut().filter(|r| r.name == "read_0").for_each(|r| {
         r.data.as_mut().expect("data").status = ReplicaStatus::Recovery;
     });
@@ -476,9 +538,7 @@ fn invalid_spec_changes_nothing_but_status() {
     let plan = plan(&spec, &obs, now());
     let k = kinds(&plan);
     assert_eq!(k, ["PatchStatus"], "{k:?}");
-    let Some(Action::PatchStatus(status)) = plan.actions.iter().find(|a| matches!(a, Action::PatchStatus(_))) else {
-        panic!("no status")
-    };
+    let status = &plan.status;
     let c = status.conditions.iter().find(|c| c.type_ == "InvalidSpec").expect("condition");
     assert_eq!(c.status, "True");
     assert!(c.message.contains("spec.snapshot.schedule"), "{}", c.message);
@@ -509,7 +569,7 @@ fn read_statefulsets_roll_one_at_a_time() {
     let updates: Vec<_> = k.iter().filter(|a| a.starts_with("Apply c-read-")).collect();
     assert_eq!(updates, ["Apply c-read-0"], "{k:?}");
     let next = plan(&spec, &obs, now());
-    apply(&spec, &mut obs, &next.actions);
+    apply(&spec, &mut obs, &next);
     // read-0 restarts: the others wait until it is ready again.
     obs.pods.get_mut(&Instance::Read(0)).expect("pod").ready = false;
     let k = kinds(&plan(&spec, &obs, now()));
@@ -545,7 +605,7 @@ fn storage_changes_keep_existing_claims_and_say_so() {
     assert_eq!(claim("c-read-2"), Some(Some("50Gi".to_owned())));
     spec.read.replicas = 2;
     let plan = super::plan(&spec, &obs, now());
-    apply(&spec, &mut obs, &plan.actions);
+    apply(&spec, &mut obs, &plan);
     converge(&spec, &mut obs, 10);
     let c = condition(&obs, "StorageInSync");
     assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "StorageChangeRefused"));
@@ -572,7 +632,7 @@ fn snapshots_follow_the_schedule() {
     );
     let due = at("2026-06-01T12:15:00Z");
     assert!(kinds(&due).contains(&"CreateSnapshot".to_owned()));
-    apply(&spec, &mut obs, &due.actions);
+    apply(&spec, &mut obs, &due);
     assert_eq!(obs.status.last_snapshot_time.as_ref().map(|t| t.0), Some(t("2026-06-01T12:15:00Z")));
     assert!(!kinds(&plan(&spec, &obs, t("2026-06-01T12:29:00Z"))).contains(&"CreateSnapshot".to_owned()));
 }
@@ -629,12 +689,15 @@ fn arb_pod(instance: Instance, rows: Vec<ReplicaRow>) -> impl Strategy<Value = O
         prop::bool::weighted(0.1),
         prop_oneof![Just(None), Just(Some("main".to_owned())), Just(Some("replica".to_owned()))],
         arb_memgraph(rows),
+        (0i64..3, prop_oneof![Just(None), (0i64..3).prop_map(Some)]),
     )
-        .prop_map(move |(exists, ready, terminating, role_label, memgraph)| {
+        .prop_map(move |(exists, ready, terminating, role_label, memgraph, (restarts, verified_restarts))| {
             exists.then(|| PodState {
                 ready,
                 terminating,
                 role_label,
+                restarts,
+                verified_restarts,
                 memgraph,
                 ..pod(instance, MemgraphState::NotAsked)
             })
