@@ -19,6 +19,9 @@ use tokio::sync::broadcast;
 
 use crate::world::rng::Rng;
 
+/// Stored objects by key, each shared with the past views of stale reads until it changes.
+type Objects = BTreeMap<Key, Arc<Value>>;
+
 /// Identity of a stored object.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Key {
@@ -46,6 +49,8 @@ pub struct Change {
     pub labels: BTreeMap<String, String>,
     /// Its controller owner (kind, name), if any.
     pub owner: Option<(String, String)>,
+    /// Made by the operator's own request.
+    pub by_operator: bool,
 }
 
 /// A recorded event.
@@ -70,11 +75,12 @@ pub struct ApiFaults {
 
 #[derive(Default)]
 struct State {
-    objects: BTreeMap<Key, Value>,
+    /// Objects by key, shared with the past views of stale reads until they change.
+    objects: Objects,
     faults: ApiFaults,
     rng: Rng,
     /// Views of the past for stale reads: (elapsed ms, objects), oldest first.
-    history: std::collections::VecDeque<(u64, Arc<BTreeMap<Key, Value>>)>,
+    history: std::collections::VecDeque<(u64, Arc<Objects>)>,
     /// Counters of injected API faults.
     pub injected: BTreeMap<&'static str, u64>,
     next_uid: u64,
@@ -84,6 +90,10 @@ struct State {
     writes: u64,
     /// Read requests served.
     reads: u64,
+    /// A request of the operator is being served (its changes are tagged).
+    operator_request: bool,
+    /// Objects an admission policy refuses every change to, with the policy's message.
+    refused: BTreeMap<Key, String>,
 }
 
 /// The API server. Cheap to clone; clones share state.
@@ -151,7 +161,44 @@ impl ApiServer {
                 return;
             }
         }
-        let _ = self.changes.send(Change { key: key.clone(), labels: labels_of(value), owner: controller_of(value) });
+        let by_operator = self.lock().operator_request;
+        let _ = self.changes.send(Change {
+            key: key.clone(),
+            labels: labels_of(value),
+            owner: controller_of(value),
+            by_operator,
+        });
+    }
+
+    /// Serve `request` as the operator's: the notifications it causes say so.
+    pub async fn as_operator<F: std::future::Future>(&self, request: F) -> F::Output {
+        self.lock().operator_request = true;
+        let result = request.await;
+        self.lock().operator_request = false;
+        result
+    }
+
+    /// Make an admission policy refuse (or, with `None`, allow again) every change the operator
+    /// requests to `key`.
+    pub fn set_refused(&self, key: &Key, message: Option<String>) {
+        let mut state = self.lock();
+        match message {
+            Some(m) => state.refused.insert(key.clone(), m),
+            None => state.refused.remove(key),
+        };
+    }
+
+    fn refusal(&self, operation: &'static str, key: &Key) -> Result<(), KubeError> {
+        let state = self.lock();
+        match state.refused.get(key) {
+            Some(message) => Err(error(
+                operation,
+                key,
+                KubeErrorKind::Api(403),
+                format!("admission webhook denied the request: {message}"),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// Set the faults served to the operator; `seed` seeds their randomness.
@@ -178,7 +225,7 @@ impl ApiServer {
 
     /// Run `read` on the view reads are served from: the current objects, or a past view while
     /// stale reads are injected.
-    fn with_view<R>(&self, read: impl FnOnce(&BTreeMap<Key, Value>) -> R) -> R {
+    fn with_view<R>(&self, read: impl FnOnce(&Objects) -> R) -> R {
         let now = self.clock_elapsed_ms();
         let mut state = self.lock();
         state.reads += 1;
@@ -243,7 +290,7 @@ impl ApiServer {
             meta["resourceVersion"] = json!(state.next_version.to_string());
             meta["generation"] = json!(1);
             meta["creationTimestamp"] = json!(now);
-            state.objects.insert(key.clone(), value.clone());
+            state.objects.insert(key.clone(), Arc::new(value.clone()));
             value
         };
         self.notify(&key, &stored);
@@ -252,7 +299,12 @@ impl ApiServer {
 
     /// Read an object as JSON.
     pub fn get_json(&self, key: &Key) -> Option<Value> {
-        self.lock().objects.get(key).cloned()
+        self.lock().objects.get(key).map(|v| (**v).clone())
+    }
+
+    /// Look at an object without copying it.
+    pub fn with_object<R>(&self, key: &Key, f: impl FnOnce(&Value) -> R) -> Option<R> {
+        self.lock().objects.get(key).map(|v| f(v))
     }
 
     /// Every object of a kind in a namespace whose labels include `selector`.
@@ -261,7 +313,7 @@ impl ApiServer {
             .objects
             .iter()
             .filter(|(k, v)| k.kind == kind && k.namespace == namespace && matches(v, selector))
-            .map(|(_, v)| v.clone())
+            .map(|(_, v)| (**v).clone())
             .collect()
     }
 
@@ -271,7 +323,7 @@ impl ApiServer {
     pub fn update(&self, key: &Key, change: impl FnOnce(&mut Value)) -> bool {
         let stored = {
             let mut state = self.lock();
-            let Some(value) = state.objects.get_mut(key) else { return false };
+            let Some(value) = state.objects.get_mut(key).map(Arc::make_mut) else { return false };
             let before = value.clone();
             change(value);
             if *value == before {
@@ -280,7 +332,7 @@ impl ApiServer {
             let value = value.clone();
             state.next_version += 1;
             let version = state.next_version;
-            let Some(stored) = state.objects.get_mut(key) else { return false };
+            let Some(stored) = state.objects.get_mut(key).map(Arc::make_mut) else { return false };
             *stored = value;
             stored["metadata"]["resourceVersion"] = json!(version.to_string());
             stored.clone()
@@ -300,7 +352,7 @@ impl ApiServer {
             state.writes += 1;
             state.next_version += 1;
             let version = state.next_version;
-            let Some(value) = state.objects.get_mut(key) else { return };
+            let Some(value) = state.objects.get_mut(key).map(Arc::make_mut) else { return };
             let has_finalizers = value["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
             // Pods are deleted gracefully: the kubelet stops them and then removes the object.
             if has_finalizers || key.kind == "Pod" {
@@ -322,7 +374,7 @@ impl ApiServer {
     }
 
     fn remove_cascading(state: &mut State, key: &Key, removed: &mut Vec<(Key, Value)>, now: &str) {
-        let Some(value) = state.objects.remove(key) else { return };
+        let Some(value) = state.objects.remove(key).map(|v| (*v).clone()) else { return };
         let uid = value["metadata"]["uid"].clone();
         removed.push((key.clone(), value));
         let dependents: Vec<Key> = state
@@ -339,12 +391,12 @@ impl ApiServer {
             let graceful = dependent.kind == "Pod"
                 || state.objects[&dependent]["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
             if graceful {
-                if let Some(v) = state.objects.get_mut(&dependent)
+                if let Some(v) = state.objects.get_mut(&dependent).map(Arc::make_mut)
                     && v["metadata"]["deletionTimestamp"].is_null()
                 {
                     v["metadata"]["deletionTimestamp"] = json!(now);
                 }
-                let v = state.objects[&dependent].clone();
+                let v = (*state.objects[&dependent]).clone();
                 removed.push((dependent, v));
             } else {
                 Self::remove_cascading(state, &dependent, removed, now);
@@ -388,7 +440,7 @@ impl ApiServer {
 
     /// Every object of a kind, in every namespace.
     pub fn all_of_kind(&self, kind: &str) -> Vec<(Key, Value)> {
-        self.lock().objects.iter().filter(|(k, _)| k.kind == kind).map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.lock().objects.iter().filter(|(k, _)| k.kind == kind).map(|(k, v)| (k.clone(), (**v).clone())).collect()
     }
 
     /// Every stored key.
@@ -433,7 +485,7 @@ fn merge_apply(existing: &mut Value, applied: &Value) -> bool {
 impl Kube for ApiServer {
     async fn get<T: KubeObject>(&self, namespace: &str, name: &str) -> Result<Option<T>, KubeError> {
         let key = key_of::<T>(namespace, name);
-        let value = self.with_view(|objects| objects.get(&key).cloned());
+        let value = self.with_view(|objects| objects.get(&key).map(|v| (**v).clone()));
         value.map(|v| decode(&key, v)).transpose()
     }
 
@@ -447,7 +499,7 @@ impl Kube for ApiServer {
             objects
                 .iter()
                 .filter(|(k, v)| k.kind == kind && k.namespace == namespace && matches(v, labels))
-                .map(|(k, v)| (k.clone(), v.clone()))
+                .map(|(k, v)| (k.clone(), (**v).clone()))
                 .collect()
         });
         selected.into_iter().map(|(key, v)| decode(&key, v)).collect()
@@ -469,6 +521,7 @@ impl Kube for ApiServer {
         if let Some(map) = applied.as_object_mut() {
             map.remove("status");
         }
+        self.refusal("apply", &key)?;
         let lost_response = match self.write_fault("apply", &key) {
             Ok(Some(e)) => return Err(e),
             Ok(None) => false,
@@ -481,7 +534,7 @@ impl Kube for ApiServer {
                 state.writes += 1;
                 state.next_version += 1;
                 let version = state.next_version;
-                let Some(existing) = state.objects.get_mut(&key) else {
+                let Some(existing) = state.objects.get_mut(&key).map(Arc::make_mut) else {
                     return Err(error("apply", &key, KubeErrorKind::Conflict, "deleted concurrently"));
                 };
                 // As in Kubernetes, a StatefulSet's volume claim templates never change.
@@ -526,6 +579,7 @@ impl Kube for ApiServer {
 
     async fn delete<T: KubeObject>(&self, namespace: &str, name: &str) -> Result<(), KubeError> {
         let key = key_of::<T>(namespace, name);
+        self.refusal("delete", &key)?;
         let fault = self.write_fault("delete", &key);
         if let Ok(Some(e)) = fault {
             return Err(e);
@@ -537,10 +591,22 @@ impl Kube for ApiServer {
         }
     }
 
-    async fn patch_status(&self, namespace: &str, name: &str, status: &MemgraphClusterStatus) -> Result<(), KubeError> {
+    async fn patch_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &MemgraphClusterStatus,
+        resource_version: Option<&str>,
+    ) -> Result<(), KubeError> {
         let key = key_of::<MemgraphCluster>(namespace, name);
         let status = serde_json::to_value(status)
             .map_err(|e| error("patch status", &key, KubeErrorKind::Invalid, e.to_string()))?;
+        if let Some(rv) = resource_version {
+            let current = self.get_json(&key).map(|v| v["metadata"]["resourceVersion"].clone());
+            if current.as_ref().and_then(Value::as_str) != Some(rv) {
+                return Err(error("patch status", &key, KubeErrorKind::Conflict, "the object has been modified"));
+            }
+        }
         let fault = self.write_fault("patch status", &key);
         if let Ok(Some(e)) = fault {
             return Err(e);
@@ -563,6 +629,7 @@ impl Kube for ApiServer {
         labels: &LabelPatch,
     ) -> Result<(), KubeError> {
         let key = Key::new("Pod", namespace, pod);
+        self.refusal("label", &key)?;
         let current_uid = self.get_json(&key).map(|v| v["metadata"]["uid"].clone());
         match current_uid {
             None => return Err(error("label", &key, KubeErrorKind::NotFound, "not found")),

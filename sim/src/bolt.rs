@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use memgraph_operator::memgraph::{Bolt, BoltError, BoltValue, QueryResult};
+use memgraph_operator::memgraph::{Bolt, BoltError, BoltValue, QueryResult, Timeouts};
 
 /// Counts every query by (address, query text).
 pub struct CountingBolt<B> {
@@ -27,11 +27,16 @@ impl<B> CountingBolt<B> {
 
 #[async_trait]
 impl<B: Bolt> Bolt for CountingBolt<B> {
-    async fn run(
+    fn timeouts(&self) -> Timeouts {
+        self.inner.timeouts()
+    }
+
+    async fn run_within(
         &self,
         address: &str,
         query: &str,
         params: BTreeMap<String, BoltValue>,
+        timeout: std::time::Duration,
     ) -> Result<QueryResult, BoltError> {
         *self
             .counts
@@ -39,6 +44,6 @@ impl<B: Bolt> Bolt for CountingBolt<B> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .entry((address.to_owned(), query.to_owned()))
             .or_insert(0) += 1;
-        self.inner.run(address, query, params).await
+        self.inner.run_within(address, query, params, timeout).await
     }
 }

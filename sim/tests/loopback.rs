@@ -16,8 +16,8 @@ use k8s_openapi::api::core::v1::Pod;
 use memgraph_operator::api::{MemgraphCluster, Phase};
 use memgraph_operator::clock::SystemClock;
 use memgraph_operator::kube_api::Kube;
-use memgraph_operator::memgraph::Neo4rsBolt;
-use memgraph_operator::reconcile::{Outcome, reconcile};
+use memgraph_operator::memgraph::{Neo4rsBolt, Timeouts};
+use memgraph_operator::reconcile::{Memory, Outcome, reconcile};
 use serde_json::json;
 use sim::apiserver::{ApiServer, Change, Key};
 use sim::bolt::CountingBolt;
@@ -37,6 +37,7 @@ struct World {
     changes: broadcast::Receiver<Change>,
     next_reconcile: Instant,
     reconciles: usize,
+    memory: Memory,
 }
 
 fn cluster_key() -> Key {
@@ -54,11 +55,25 @@ impl World {
         );
         let resolver_routes = routes.clone();
         let bolt = CountingBolt::new(
-            Neo4rsBolt::new(Duration::from_secs(2), Duration::from_secs(5))
-                .with_resolver(Arc::new(move |address: &str| resolver_routes.dial(address))),
+            Neo4rsBolt::new(Timeouts {
+                connect: Duration::from_secs(2),
+                probe: Duration::from_secs(2),
+                command: Duration::from_secs(5),
+                snapshot: Duration::from_secs(5),
+            })
+            .with_resolver(Arc::new(move |address: &str| resolver_routes.dial(address))),
         );
         let changes = api.subscribe();
-        Self { api, routes, kubelet, bolt, changes, next_reconcile: Instant::now(), reconciles: 0 }
+        Self {
+            api,
+            routes,
+            kubelet,
+            bolt,
+            changes,
+            next_reconcile: Instant::now(),
+            reconciles: 0,
+            memory: Memory::default(),
+        }
     }
 
     fn create_cluster(&self, spec: serde_json::Value) {
@@ -87,7 +102,7 @@ impl World {
     async fn reconcile(&mut self) -> Option<Outcome> {
         let cluster = self.cluster().await?;
         self.reconciles += 1;
-        match reconcile(&cluster, &self.api, &self.bolt, &SystemClock).await {
+        match reconcile(&cluster, &self.api, &self.bolt, &SystemClock, &self.memory).await {
             Ok(outcome) => Some(outcome),
             Err(e) => {
                 // The controller runtime retries with backoff; so does the harness.

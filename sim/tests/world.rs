@@ -1,5 +1,6 @@
-//! Bounded sweeps of the turmoil world in `cargo test`: every fault class is exercised, every run
-//! must satisfy the oracles, and a replayed seed must produce the same timeline.
+//! Bounded sweeps of the turmoil world in `cargo test`: every fault class meets every other
+//! class in some run, every run must satisfy every oracle, and a replayed seed must produce the
+//! same timeline.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -10,47 +11,101 @@ use sim::world::run::{RunConfig, RunReport, run};
 fn config(seed: u64, classes: Vec<FaultClass>) -> RunConfig {
     RunConfig {
         seed,
-        duration: Duration::from_secs(120),
-        heal: Duration::from_secs(120),
+        duration: Duration::from_secs(150),
+        heal: Duration::from_secs(150),
         replicas: 3,
         classes,
         every_class: true,
-        schedule: None,
+        ..RunConfig::default()
     }
 }
 
-fn check(report: &RunReport) {
+fn check(report: &RunReport, config: &RunConfig) {
+    let classes: Vec<&str> = config.classes.iter().map(|c| c.name()).collect();
     assert!(
         report.violations.is_empty(),
-        "seed {} violated: {:#?}\nreplay: cargo run --release -p sim -- --seed {} --duration 120 --heal 120 --every-class --faults {} --timeline\n{}",
+        "seed {} violated: {:#?}\nreplay: cargo run --release -p sim -- --seed {} --duration {} --heal {} --every-class --faults {} --timeline --svg seed.svg\n{}",
         report.seed,
         report.violations,
         report.seed,
-        report.schedule.counts().keys().map(|c| c.name()).collect::<Vec<_>>().join(","),
+        config.duration.as_secs(),
+        config.heal.as_secs(),
+        classes.join(","),
         report.trace.render()
     );
+    assert!(report.convergence_ms.is_some(), "seed {} never converged", report.seed);
 }
 
-/// Each seed runs every class of its group; the groups together cover every class.
+/// The classes in four blocks of six; a run takes two blocks, so the six pairs of blocks put
+/// every pair of classes in the same run.
+fn blocks() -> Vec<Vec<FaultClass>> {
+    FaultClass::ALL.chunks(6).map(<[_]>::to_vec).collect()
+}
+
+fn block_pair(a: usize, b: usize) -> Vec<FaultClass> {
+    let blocks = blocks();
+    blocks[a].iter().chain(&blocks[b]).copied().collect()
+}
+
+/// Seeds per pair of blocks (two, so that a class the first seed never got a target for still
+/// meets the others).
+const SEEDS: [u64; 2] = [1, 2];
+
+/// Runs every seed of a pair of blocks; returns the classes injected together.
+fn sweep(a: usize, b: usize) -> Vec<BTreeSet<String>> {
+    SEEDS
+        .iter()
+        .map(|seed| {
+            let config = config(*seed + 10 * (a as u64 * 4 + b as u64), block_pair(a, b));
+            let report = run(&config);
+            check(&report, &config);
+            report.injected.keys().cloned().collect()
+        })
+        .collect()
+}
+
 #[test]
-fn bounded_sweep_covers_every_fault_class() {
-    let groups: Vec<Vec<FaultClass>> = FaultClass::ALL.chunks(4).map(<[_]>::to_vec).collect();
-    let mut exercised = BTreeSet::new();
-    for seed in 1..=24u64 {
-        let group = groups[(seed as usize) % groups.len()].clone();
-        let report = run(&config(seed, group));
-        check(&report);
-        exercised.extend(report.injected.keys().cloned());
-        assert!(report.convergence_ms.is_some());
-    }
-    for class in FaultClass::ALL {
-        assert!(exercised.contains(class.name()), "{class} was never injected");
+fn blocks_cover_every_pair() {
+    let blocks = blocks();
+    assert_eq!(blocks.len(), 4);
+    for x in FaultClass::ALL {
+        for y in FaultClass::ALL {
+            let together =
+                (0..4).any(|a| (a + 1..4).any(|b| block_pair(a, b).contains(&x) && block_pair(a, b).contains(&y)));
+            assert!(together, "{x} never meets {y}");
+        }
     }
 }
+
+macro_rules! pair_test {
+    ($name:ident, $a:expr, $b:expr) => {
+        #[test]
+        fn $name() {
+            let injected = sweep($a, $b);
+            let mut missing = Vec::new();
+            for x in block_pair($a, $b) {
+                for y in block_pair($a, $b) {
+                    let met = injected.iter().any(|s| s.contains(x.name()) && s.contains(y.name()));
+                    if !met {
+                        missing.push(format!("{x}+{y}"));
+                    }
+                }
+            }
+            assert!(missing.is_empty(), "pairs never injected together: {missing:?}");
+        }
+    };
+}
+
+pair_test!(blocks_0_and_1, 0, 1);
+pair_test!(blocks_0_and_2, 0, 2);
+pair_test!(blocks_0_and_3, 0, 3);
+pair_test!(blocks_1_and_2, 1, 2);
+pair_test!(blocks_1_and_3, 1, 3);
+pair_test!(blocks_2_and_3, 2, 3);
 
 #[test]
 fn a_seed_replays_exactly() {
-    let config = config(42, FaultClass::ALL.to_vec());
+    let config = RunConfig { clusters: Some(2), ..config(42, FaultClass::ALL.to_vec()) };
     let first = run(&config);
     let second = run(&config);
     assert!(!first.trace.entries.is_empty());
@@ -58,26 +113,4 @@ fn a_seed_replays_exactly() {
     assert_eq!(first.trace.entries, second.trace.entries);
     let other = run(&RunConfig { seed: 43, ..config });
     assert_ne!(first.digest, other.digest, "different seeds should differ");
-}
-
-/// Seeds that once failed, kept so their scenarios stay covered:
-/// - 15: a read pod lost its volume and came back as a new MAIN while the MAIN's cached row still
-///   said `ready`; dropping that row is right (the oracle now checks which MAIN a replica follows);
-/// - 95: with a stale API view, every status write woke the operator again (the simulated API
-///   server now treats writes that change nothing as no-ops, as Kubernetes does, so no watch
-///   event and no reconcile storm).
-#[test]
-fn regression_seeds() {
-    // The first 16 classes were all there were when these seeds failed: the same classes give
-    // the same fault schedule.
-    for seed in [15, 95] {
-        let report = run(&RunConfig {
-            seed,
-            duration: Duration::from_secs(600),
-            heal: Duration::from_secs(180),
-            classes: FaultClass::ALL[..16].to_vec(),
-            ..RunConfig::default()
-        });
-        check(&report);
-    }
 }

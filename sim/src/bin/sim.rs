@@ -3,7 +3,7 @@
 //! With no arguments it sweeps a default set of seeds (about a minute on 2 cores) and prints a
 //! summary; `--seed N` replays one run exactly and can print its timeline.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Mutex;
@@ -61,6 +61,12 @@ struct Cli {
     /// Worker threads for a sweep (each run is single-threaded and deterministic).
     #[arg(long, default_value_t = 2)]
     jobs: usize,
+    /// Clusters sharing the operator (default: 1, 2 or 3, drawn from the seed).
+    #[arg(long)]
+    clusters: Option<usize>,
+    /// Draw a single run as an SVG picture into this file (lanes over simulated time).
+    #[arg(long)]
+    svg: Option<PathBuf>,
 }
 
 fn classes(cli: &Cli) -> Result<Vec<FaultClass>, String> {
@@ -79,6 +85,8 @@ fn config(cli: &Cli, seed: u64, classes: &[FaultClass], schedule: Option<Schedul
         classes: classes.to_vec(),
         every_class: cli.every_class,
         schedule,
+        clusters: cli.clusters,
+        picture: cli.svg.is_some(),
     }
 }
 
@@ -93,7 +101,10 @@ fn replay_command(cli: &Cli, seed: u64) -> String {
     if cli.every_class {
         cmd.push_str(" --every-class");
     }
-    cmd.push_str(" --timeline");
+    if let Some(n) = cli.clusters {
+        cmd.push_str(&format!(" --clusters {n}"));
+    }
+    cmd.push_str(&format!(" --timeline --svg seed-{seed}.svg"));
     cmd
 }
 
@@ -114,6 +125,10 @@ fn stats(values: &[u64]) -> String {
     )
 }
 
+fn percent(fraction: f64) -> String {
+    format!("{:.2}%", fraction * 100.0)
+}
+
 fn summary(reports: &[RunReport], wall: Duration, jobs: usize) {
     let simulated: u64 = reports.iter().map(|r| r.simulated_ms).sum();
     let mut injected: std::collections::BTreeMap<String, u64> = Default::default();
@@ -122,20 +137,63 @@ fn summary(reports: &[RunReport], wall: Duration, jobs: usize) {
             *injected.entry(k.clone()).or_insert(0) += v;
         }
     }
+    let clusters: Vec<&sim::world::report::ClusterReport> = reports.iter().flat_map(|r| r.clusters.iter()).collect();
     let violations: usize = reports.iter().map(|r| r.violations.len()).sum();
     let failed: Vec<u64> = reports.iter().filter(|r| !r.violations.is_empty()).map(|r| r.seed).collect();
     let convergence: Vec<u64> = reports.iter().filter_map(|r| r.convergence_ms).collect();
     let delays: Vec<u64> = reports.iter().flat_map(|r| r.ready_to_routable_ms.iter().copied()).collect();
-    let acked: usize = reports.iter().map(|r| r.workload.0).sum();
+    let sum = |f: &dyn Fn(&sim::world::report::ClusterReport) -> (usize, usize)| {
+        clusters.iter().map(|c| f(c)).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    };
+    let (writes, writes_ok) = sum(&|c| (c.writes.requests, c.writes.succeeded));
+    let (reads, reads_ok) = sum(&|c| (c.reads.requests, c.reads.succeeded));
+    let ratio = |ok: usize, all: usize| if all == 0 { 1.0 } else { ok as f64 / all as f64 };
+    let p99s: Vec<u64> = clusters.iter().map(|c| c.freshness.p99_ms).collect();
+    let p50s: Vec<u64> = clusters.iter().map(|c| c.freshness.p50_ms).collect();
+    let max_stale = clusters.iter().map(|c| c.freshness.max_ms).max().unwrap_or(0);
+    let reconciles: usize = clusters.iter().map(|c| c.cost.reconciles).sum();
+    let api_writes: usize = clusters.iter().map(|c| c.cost.api_writes).sum();
+    let self_triggered: usize = clusters.iter().map(|c| c.cost.self_triggered).sum();
+    let calm_s: u64 = clusters.iter().map(|c| c.cost.calm_s).sum();
+    let calm_writes: usize = clusters.iter().map(|c| c.cost.calm_writes).sum();
+    let cluster_minutes: f64 = reports.iter().map(|r| r.simulated_ms as f64 / 60_000.0 * r.clusters.len() as f64).sum();
+    let issued: u64 = clusters.iter().map(|c| c.snapshots.issued).sum();
+    let ticks: usize = clusters.iter().map(|c| c.snapshots.ticks).sum();
     println!();
-    println!("runs                      {}", reports.len());
+    println!("runs                      {} ({} clusters)", reports.len(), clusters.len());
     println!("simulated time            {:.1} min", simulated as f64 / 60_000.0);
     println!("wall time                 {:.1} s ({jobs} jobs)", wall.as_secs_f64());
     println!("speed-up over real time   {:.0}x", simulated as f64 / 1000.0 / wall.as_secs_f64().max(1e-9));
     println!("runs per minute           {:.1}", reports.len() as f64 * 60.0 / wall.as_secs_f64().max(1e-9));
     println!("convergence after heal    {}", stats(&convergence));
     println!("ready → routable delay    {}", stats(&delays));
-    println!("acknowledged writes       {acked}");
+    println!("write availability        {} of {writes} requests", percent(ratio(writes_ok, writes)));
+    println!("read availability         {} of {reads} requests", percent(ratio(reads_ok, reads)));
+    println!(
+        "read staleness            p50 {:.1} s, p99 {:.1} s (median over clusters), max {:.1} s",
+        median(&p50s) as f64 / 1000.0,
+        median(&p99s) as f64 / 1000.0,
+        max_stale as f64 / 1000.0
+    );
+    println!("acknowledged writes lost, by the mode each cluster started with:");
+    for mode in ["ASYNC", "SYNC", "STRICT_SYNC"] {
+        let of_mode: Vec<_> = clusters.iter().filter(|c| c.setup.mode == mode).collect();
+        let acked: usize = of_mode.iter().map(|c| c.durability.acked).sum();
+        let protected: usize = of_mode.iter().map(|c| c.durability.protected).sum();
+        let lost: usize = of_mode.iter().map(|c| c.durability.lost).sum();
+        let lost_protected: usize = of_mode.iter().map(|c| c.durability.lost_protected).sum();
+        println!(
+            "  {mode:<12} {lost} of {acked} ({lost_protected} of the {protected} acknowledged while a sync replica was in sync)"
+        );
+    }
+    println!(
+        "reconcile economy         {:.1} reconciles per cluster-minute, {:.2} API writes per reconcile, {self_triggered} \
+         self-triggered; {calm_writes} writes in {:.0} calm cluster-minutes",
+        reconciles as f64 / cluster_minutes.max(1e-9),
+        api_writes as f64 / (reconciles.max(1)) as f64,
+        calm_s as f64 / 60.0
+    );
+    println!("snapshots                 {issued} taken for {ticks} schedule ticks");
     println!("faults injected:");
     for (class, n) in &injected {
         println!("  {class:<28} {n}");
@@ -144,6 +202,12 @@ fn summary(reports: &[RunReport], wall: Duration, jobs: usize) {
         "violations                {violations}{}",
         if failed.is_empty() { String::new() } else { format!(" (seeds {failed:?})") }
     );
+}
+
+fn median(values: &[u64]) -> u64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0)
 }
 
 fn print_report(report: &RunReport, cli: &Cli) {
@@ -159,11 +223,39 @@ fn print_report(report: &RunReport, cli: &Cli) {
         report.seed,
         report.simulated_ms / 1000,
         report.convergence_ms.map_or("never".to_owned(), |ms| format!("{:.1} s", ms as f64 / 1000.0)),
-        report.workload.0,
+        report.acked(),
         report.digest
     );
+    for c in &report.clusters {
+        println!(
+            "  [{}] {} {} {}: writes {:.2}%, reads {:.2}%, staleness p99 {:.1} s, lost {} of {} acked, {} snapshots for {} ticks",
+            c.setup.name,
+            c.setup.version,
+            c.setup.mode,
+            c.setup.durability,
+            c.writes.fraction() * 100.0,
+            c.reads.fraction() * 100.0,
+            c.freshness.p99_ms as f64 / 1000.0,
+            c.durability.lost,
+            c.durability.acked,
+            c.snapshots.issued,
+            c.snapshots.ticks
+        );
+    }
     for v in &report.violations {
         println!("  VIOLATION {v}");
+    }
+}
+
+/// A progress bar on a terminal; elsewhere (CI logs) a plain line every tenth of the sweep.
+fn progress(done: usize, total: usize, tty: bool) {
+    if tty {
+        let width = 30;
+        let filled = done * width / total.max(1);
+        eprint!("\r[{}{}] {done}/{total} runs", "#".repeat(filled), ".".repeat(width - filled));
+        let _ = std::io::stderr().flush();
+    } else if done == total || done.is_multiple_of((total / 10).max(1)) {
+        eprintln!("{done}/{total} runs done");
     }
 }
 
@@ -200,6 +292,15 @@ fn main() -> ExitCode {
         let config = config(&cli, seed, &classes, schedule);
         let report = run(&config);
         print_report(&report, &cli);
+        if let (Some(path), Some(picture)) = (&cli.svg, &report.picture) {
+            match std::fs::write(path, sim::world::picture::render_svg(picture)) {
+                Ok(()) => println!("picture written to {}", path.display()),
+                Err(e) => {
+                    eprintln!("error: --svg {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         let mut ok = report.violations.is_empty();
         if cli.check_determinism {
             let again = run(&config);
@@ -230,6 +331,7 @@ fn main() -> ExitCode {
     let results: Mutex<Vec<Option<RunReport>>> = Mutex::new(vec![None; seeds.len()]);
     let started = Instant::now();
     let jobs = cli.jobs.max(1);
+    let tty = std::io::stderr().is_terminal();
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
@@ -240,25 +342,28 @@ fn main() -> ExitCode {
                     if cli.check_determinism {
                         let again = run(&config(&cli, seed, &classes, None));
                         if again.digest != report.digest {
-                            report.violations.push(format!(
-                                "not deterministic: digests {:016x} and {:016x}",
-                                report.digest, again.digest
-                            ));
+                            report.violations.push(sim::world::oracles::Violation {
+                                at_ms: 0,
+                                cluster: String::new(),
+                                what: format!(
+                                    "not deterministic: digests {:016x} and {:016x}",
+                                    report.digest, again.digest
+                                ),
+                            });
                         }
                     }
                     if let Ok(mut r) = results.lock() {
                         r[i] = Some(report);
                     }
                     let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                    let width = 30;
-                    let filled = n * width / seeds.len();
-                    eprint!("\r[{}{}] {n}/{} runs", "#".repeat(filled), ".".repeat(width - filled), seeds.len());
-                    let _ = std::io::stderr().flush();
+                    progress(n, seeds.len(), tty);
                 }
             });
         }
     });
-    eprintln!();
+    if tty {
+        eprintln!();
+    }
     let wall = started.elapsed();
     let reports: Vec<RunReport> = results.into_inner().unwrap_or_default().into_iter().flatten().collect();
     for report in &reports {

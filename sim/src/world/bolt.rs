@@ -7,27 +7,30 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fake_memgraph::{Client, ClientError, Value};
-use memgraph_operator::memgraph::{Bolt, BoltError, BoltValue, QueryResult};
+use memgraph_operator::memgraph::{Bolt, BoltError, BoltValue, QueryResult, Timeouts};
 
 type Connection = Arc<tokio::sync::Mutex<Option<Client<turmoil::net::TcpStream>>>>;
 
-/// One cached connection per instance, with connect and query timeouts.
+/// One cached connection per instance, with the operator's timeouts.
 #[derive(Clone)]
 pub struct TurmoilBolt {
     connections: Arc<Mutex<BTreeMap<String, Connection>>>,
-    connect_timeout: Duration,
-    query_timeout: Duration,
+    timeouts: Timeouts,
 }
 
 impl TurmoilBolt {
     /// A driver with the given timeouts.
-    pub fn new(connect_timeout: Duration, query_timeout: Duration) -> Self {
-        Self { connections: Arc::default(), connect_timeout, query_timeout }
+    pub fn new(timeouts: Timeouts) -> Self {
+        Self { connections: Arc::default(), timeouts }
     }
 
-    fn slot(&self, address: &str) -> Connection {
+    /// The connection of an address, on the snapshot lane or the other: as in the production
+    /// driver, a long snapshot never holds up a probe.
+    fn slot(&self, address: &str, query: &str) -> Connection {
+        let lane =
+            if query.trim_start().to_ascii_uppercase().starts_with("CREATE SNAPSHOT") { "#snapshot" } else { "" };
         let mut connections = self.connections.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        connections.entry(address.to_owned()).or_default().clone()
+        connections.entry(format!("{address}{lane}")).or_default().clone()
     }
 }
 
@@ -64,20 +67,30 @@ pub fn to_fake(value: &BoltValue) -> Value {
 
 #[async_trait]
 impl Bolt for TurmoilBolt {
-    async fn run(
+    fn timeouts(&self) -> Timeouts {
+        self.timeouts
+    }
+
+    async fn run_within(
         &self,
         address: &str,
         query: &str,
         params: BTreeMap<String, BoltValue>,
+        timeout: Duration,
     ) -> Result<QueryResult, BoltError> {
-        let slot = self.slot(address);
-        let mut guard = slot.lock().await;
+        let slot = self.slot(address, query);
+        // Waiting for the connection counts against the query's time, as a pool wait does.
+        let started = tokio::time::Instant::now();
+        let Ok(mut guard) = tokio::time::timeout(timeout, slot.lock()).await else {
+            return Err(BoltError::Timeout { address: address.to_owned(), seconds: timeout.as_secs() });
+        };
+        let timeout = timeout.saturating_sub(started.elapsed());
         if guard.is_none() {
             let connect = async {
                 let stream = turmoil::net::TcpStream::connect(address.to_owned()).await.map_err(ClientError::from)?;
                 Client::connect(stream, None).await
             };
-            match tokio::time::timeout(self.connect_timeout, connect).await {
+            match tokio::time::timeout(self.timeouts.connect, connect).await {
                 Ok(Ok(client)) => *guard = Some(client),
                 Ok(Err(e)) => {
                     return Err(BoltError::Unreachable { address: address.to_owned(), message: e.to_string() });
@@ -94,7 +107,7 @@ impl Bolt for TurmoilBolt {
             return Err(BoltError::Unreachable { address: address.to_owned(), message: "no connection".to_owned() });
         };
         let params = params.iter().map(|(k, v)| (k.clone(), to_fake(v))).collect();
-        match tokio::time::timeout(self.query_timeout, client.run(query, params)).await {
+        match tokio::time::timeout(timeout, client.run(query, params)).await {
             Ok(Ok(result)) => Ok(QueryResult {
                 columns: result.fields.clone(),
                 rows: result.rows.iter().map(|row| row.iter().map(to_operator).collect()).collect(),
@@ -109,7 +122,7 @@ impl Bolt for TurmoilBolt {
             Err(_) => {
                 // The exchange may be half done; never reuse the connection.
                 *guard = None;
-                Err(BoltError::Timeout { address: address.to_owned(), seconds: self.query_timeout.as_secs() })
+                Err(BoltError::Timeout { address: address.to_owned(), seconds: timeout.as_secs() })
             }
         }
     }

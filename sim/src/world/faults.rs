@@ -21,6 +21,22 @@ pub enum FaultClass {
     PodDelete,
     /// Lose a read replica's volume, then crash it.
     VolumeLoss,
+    /// Lose the write pod's volume, then crash it (a person restores it later, as the
+    /// `DataDivergence` condition says).
+    WriteVolumeLoss,
+    /// Lose a pod's node: the pod stays Running on an unreachable node, turns NotReady after the
+    /// node-monitor grace, and is replaced only once the node is gone.
+    NodeLoss,
+    /// Freeze a pod's Memgraph: it accepts TCP and answers nothing.
+    Hung,
+    /// Snapshots and recovery take time that grows with the data (for the whole run).
+    SlowDisk,
+    /// Block a replica's replication port (a NetworkPolicy): every REGISTER of it fails.
+    BlockedReplication,
+    /// An admission policy refuses every change to one object for a while.
+    AdmissionRefusal,
+    /// Apply an invalid spec, then fix it.
+    InvalidSpec,
     /// Partition the operator from a pod, both ways.
     PartitionOperator,
     /// Partition the MAIN from a replica, both ways.
@@ -53,7 +69,7 @@ pub enum FaultClass {
 
 impl FaultClass {
     /// Every class.
-    pub const ALL: [FaultClass; 17] = [
+    pub const ALL: [FaultClass; 24] = [
         FaultClass::PodKill,
         FaultClass::PodDelete,
         FaultClass::VolumeLoss,
@@ -71,6 +87,13 @@ impl FaultClass {
         FaultClass::ScheduleChange,
         FaultClass::ImageChange,
         FaultClass::StorageChange,
+        FaultClass::WriteVolumeLoss,
+        FaultClass::NodeLoss,
+        FaultClass::Hung,
+        FaultClass::SlowDisk,
+        FaultClass::BlockedReplication,
+        FaultClass::AdmissionRefusal,
+        FaultClass::InvalidSpec,
     ];
 
     /// Command-line name (`pod-kill`, ...).
@@ -79,6 +102,13 @@ impl FaultClass {
             FaultClass::PodKill => "pod-kill",
             FaultClass::PodDelete => "pod-delete",
             FaultClass::VolumeLoss => "volume-loss",
+            FaultClass::WriteVolumeLoss => "write-volume-loss",
+            FaultClass::NodeLoss => "node-loss",
+            FaultClass::Hung => "hung",
+            FaultClass::SlowDisk => "slow-disk",
+            FaultClass::BlockedReplication => "blocked-replication",
+            FaultClass::AdmissionRefusal => "admission-refusal",
+            FaultClass::InvalidSpec => "invalid-spec",
             FaultClass::PartitionOperator => "partition-operator",
             FaultClass::PartitionReplication => "partition-replication",
             FaultClass::PartitionOneWay => "partition-one-way",
@@ -147,11 +177,26 @@ impl Schedule {
         // Mean gap between faults: 3 s (intense) to 20 s (calm).
         let mean_gap_ms = 3_000 + rng.below(17_000);
         let mut faults = Vec::new();
+        // Slow disks are a property of the whole run, set from the start.
+        if classes.contains(&FaultClass::SlowDisk) {
+            faults.push(Fault {
+                at: Duration::ZERO,
+                class: FaultClass::SlowDisk,
+                pick: rng.next_u64(),
+                lasts: duration,
+            });
+        }
+        let recurring: Vec<FaultClass> = classes.iter().copied().filter(|c| *c != FaultClass::SlowDisk).collect();
         let mut at = Duration::from_millis(5_000 + rng.below(5_000));
-        while at < duration && !classes.is_empty() {
-            let i = usize::try_from(rng.below(classes.len() as u64)).unwrap_or(0);
-            let lasts = Duration::from_millis(1_000 + rng.below(15_000));
-            faults.push(Fault { at, class: classes[i], pick: rng.next_u64(), lasts });
+        while at < duration && !recurring.is_empty() {
+            let i = usize::try_from(rng.below(recurring.len() as u64)).unwrap_or(0);
+            let class = recurring[i];
+            // A lost node stays lost for up to two minutes; other windows last 1 to 16 s.
+            let lasts = match class {
+                FaultClass::NodeLoss => Duration::from_millis(20_000 + rng.below(100_000)),
+                _ => Duration::from_millis(1_000 + rng.below(15_000)),
+            };
+            faults.push(Fault { at, class, pick: rng.next_u64(), lasts });
             at += Duration::from_millis(mean_gap_ms / 2 + rng.below(mean_gap_ms));
         }
         Schedule { faults }

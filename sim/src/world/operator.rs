@@ -1,50 +1,159 @@
 //! The operator as a turmoil host: the real reconcile behind a small work queue with the
-//! controller runtime's guarantees (one reconcile per cluster at a time, requeue-after, backoff,
-//! triggers from watch notifications). Crashing the host loses the queue and all memory.
+//! controller runtime's guarantees (one reconcile per cluster at a time, clusters reconciled
+//! concurrently, requeue-after, the production backoff, triggers from watch notifications).
+//! Crashing the host loses the queue and all memory.
 //!
-//! A gate wraps its API and Bolt access: it counts mutating API calls and can freeze the
-//! operator right after the Nth one, so a crash can be injected exactly between two actions.
+//! A gate wraps its API and Bolt access. It records every query and mutating call, judges each
+//! label, status and `DROP REPLICA` at the instant it is made (the strict checks of
+//! [`claims`](super::oracles::claims)), and can freeze the operator right after its Nth
+//! mutating call, so a crash can be injected exactly between two actions.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Pod;
 use memgraph_operator::api::{MemgraphCluster, MemgraphClusterStatus};
+use memgraph_operator::controller;
 use memgraph_operator::kube_api::{ClusterEvent, Kube, KubeError, KubeObject, LabelPatch};
-use memgraph_operator::memgraph::{Bolt, BoltError, BoltValue, QueryResult};
-use memgraph_operator::names::LABEL_INSTANCE;
-use memgraph_operator::reconcile::reconcile;
+use memgraph_operator::memgraph::{Bolt, BoltError, BoltValue, QueryResult, Timeouts};
+use memgraph_operator::names::{LABEL_INSTANCE, LABEL_ROLE};
+use memgraph_operator::reconcile::guard::guard;
+use memgraph_operator::reconcile::snapshot_job::run as run_snapshot;
+use memgraph_operator::reconcile::{Memory, reconcile};
+use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use turmoil::Sim;
 
 use super::bolt::TurmoilBolt;
+use super::oracles::claims;
 use super::time::SimClock;
-use crate::apiserver::ApiServer;
+use super::truth::{ClusterTruth, TruthSource};
+use crate::apiserver::{ApiServer, Key};
 
 /// Host name of the operator.
 pub const OPERATOR_HOST: &str = "operator";
+/// Retry delay of the route guard (the production controller's error policy).
+const GUARD_RETRY: Duration = Duration::from_secs(2);
+
+/// A query the operator sent.
+#[derive(Debug, Clone)]
+pub struct QueryRecord {
+    /// When, in simulated ms.
+    pub at_ms: u64,
+    /// The cluster whose instance it went to.
+    pub cluster: String,
+    /// `host:port`.
+    pub address: String,
+    /// The query text.
+    pub query: String,
+}
+
+/// A mutating API call of the operator.
+#[derive(Debug, Clone)]
+pub struct WriteRecord {
+    /// When, in simulated ms.
+    pub at_ms: u64,
+    /// The cluster it concerns.
+    pub cluster: String,
+    /// What it was.
+    pub what: String,
+    /// A status patch that changed only snapshot bookkeeping (scheduled work).
+    pub bookkeeping: bool,
+}
+
+/// Why a reconcile ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// The operator (re)started.
+    Start,
+    /// Its requeue-after or backoff elapsed.
+    Timer,
+    /// A notification of a change someone else made.
+    Change,
+    /// Only notifications of the operator's own writes.
+    OwnWrite,
+}
+
+/// One reconcile.
+#[derive(Debug, Clone)]
+pub struct ReconcileRecord {
+    /// When it started, in simulated ms.
+    pub start_ms: u64,
+    /// The cluster.
+    pub cluster: String,
+    /// Why it ran.
+    pub trigger: Trigger,
+}
+
+/// A claim the operator wrote that was already false (the strict check).
+#[derive(Debug, Clone)]
+pub struct FalseWrite {
+    /// When, in simulated ms.
+    pub at_ms: u64,
+    /// The cluster.
+    pub cluster: String,
+    /// What was false.
+    pub what: String,
+}
+
+/// Everything the gate recorded; the driver drains it.
+#[derive(Debug, Default)]
+pub struct GateLog {
+    /// Queries, in order.
+    pub queries: Vec<QueryRecord>,
+    /// Mutating API calls, in order.
+    pub writes: Vec<WriteRecord>,
+    /// Reconciles, in order of start.
+    pub reconciles: Vec<ReconcileRecord>,
+    /// Reconciles that returned an error: (when they ended, cluster).
+    pub failed_reconciles: Vec<(u64, String)>,
+    /// Claims written while already false.
+    pub false_writes: Vec<FalseWrite>,
+    /// Answers to `SHOW REPLICAS` on a cluster's write pod: (cluster, when the query was sent, in
+    /// ms, whether it timed out).
+    pub rows_answers: Vec<(String, u64, bool)>,
+}
 
 /// Shared between the operator host and the driver.
-#[derive(Default)]
 pub struct Gate {
     writes: AtomicU64,
     crash_after: Mutex<Option<u64>>,
     frozen: AtomicBool,
-    /// Every Memgraph query the operator sent: (address, query).
-    pub queries: Mutex<Vec<(String, String)>>,
-    /// Reconciles completed, and failed.
-    pub reconciles: AtomicU64,
-    /// Reconciles that returned an error.
-    pub failures: AtomicU64,
+    truth: TruthSource,
+    /// Per cluster: the truth when the operator last looked (read the cluster or got an answer to
+    /// `SHOW REPLICAS`), and the spec it read.
+    rounds: Mutex<BTreeMap<String, (ClusterTruth, Value)>>,
+    log: Mutex<GateLog>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn now_ms() -> u64 {
+    turmoil::sim_elapsed().map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Gate {
+    /// A gate that judges against `truth`.
+    pub fn new(truth: TruthSource) -> Self {
+        Self {
+            writes: AtomicU64::new(0),
+            crash_after: Mutex::new(None),
+            frozen: AtomicBool::new(false),
+            truth,
+            rounds: Mutex::default(),
+            log: Mutex::default(),
+        }
+    }
+
     /// Freeze the operator right after its `n`th further mutating API call.
     pub fn crash_after(&self, n: u64) {
         let base = self.writes.load(Ordering::SeqCst);
-        *self.crash_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(base + n);
+        *lock(&self.crash_after) = Some(base + n);
     }
 
     /// Whether the operator is frozen, waiting to be crashed.
@@ -52,10 +161,16 @@ impl Gate {
         self.frozen.load(Ordering::SeqCst)
     }
 
-    /// Clear the freeze (after the crash).
+    /// Clear the freeze (after the crash) and forget per-round memory, as the process does.
     pub fn reset(&self) {
-        *self.crash_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        *lock(&self.crash_after) = None;
         self.frozen.store(false, Ordering::SeqCst);
+        lock(&self.rounds).clear();
+    }
+
+    /// Take what was recorded since the last call.
+    pub fn drain(&self) -> GateLog {
+        std::mem::take(&mut *lock(&self.log))
     }
 
     async fn hold(&self) {
@@ -66,8 +181,38 @@ impl Gate {
 
     fn wrote(&self) {
         let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.crash_after.lock().unwrap_or_else(std::sync::PoisonError::into_inner).is_some_and(|at| n >= at) {
+        if lock(&self.crash_after).is_some_and(|at| n >= at) {
             self.frozen.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn cluster_of(&self, name: &str) -> String {
+        self.truth
+            .clusters()
+            .iter()
+            .find(|c| name == c.as_str() || name.starts_with(&format!("{c}-")))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn record_write(&self, cluster: &str, what: String, bookkeeping: bool) {
+        lock(&self.log).writes.push(WriteRecord { at_ms: now_ms(), cluster: cluster.to_owned(), what, bookkeeping });
+    }
+
+    /// The strict check: false now and false when the operator last looked.
+    fn judge(&self, cluster: &str, false_in: impl Fn(&ClusterTruth, Option<&Value>) -> Option<String>) {
+        let now = self.truth.cluster(cluster);
+        let Some(what) = ({
+            let rounds = lock(&self.rounds);
+            let acted = rounds.get(cluster).map(|(_, spec)| spec);
+            false_in(&now, acted)
+        }) else {
+            return;
+        };
+        let was_false =
+            lock(&self.rounds).get(cluster).is_none_or(|(start, spec)| false_in(start, Some(spec)).is_some());
+        if was_false {
+            lock(&self.log).false_writes.push(FalseWrite { at_ms: now_ms(), cluster: cluster.to_owned(), what });
         }
     }
 }
@@ -78,11 +223,76 @@ pub struct GatedKube {
     gate: Arc<Gate>,
 }
 
+/// What a status patch changes, in words: top-level fields, conditions, replicas.
+fn status_changes(old: &Value, new: &Value) -> String {
+    let mut changed = Vec::new();
+    let keys: std::collections::BTreeSet<&String> =
+        old.as_object().into_iter().chain(new.as_object()).flat_map(|m| m.keys()).collect();
+    for key in keys {
+        if old[key] == new[key] {
+            continue;
+        }
+        match key.as_str() {
+            "conditions" => {
+                for c in new[key].as_array().into_iter().flatten() {
+                    let before = old[key].as_array().into_iter().flatten().find(|o| o["type"] == c["type"]);
+                    if before != Some(c) {
+                        let field = |v: Option<&Value>, k: &str| v.map(|v| v[k].clone()).unwrap_or_default();
+                        let what: Vec<&str> =
+                            ["status", "reason", "message", "lastTransitionTime", "observedGeneration"]
+                                .into_iter()
+                                .filter(|k| field(before, k) != c[*k])
+                                .collect();
+                        if std::env::var_os("SIM_DEBUG_MESSAGES").is_some() {
+                            eprintln!("DEBUG {}: {}", c["type"], c["message"]);
+                        }
+                        changed.push(format!(
+                            "condition {} {}",
+                            c["type"].as_str().unwrap_or_default(),
+                            what.join("/")
+                        ));
+                    }
+                }
+            }
+            "validation" => {
+                for r in new[key]["replicas"].as_array().into_iter().flatten() {
+                    let before = old[key]["replicas"].as_array().into_iter().flatten().find(|o| o["name"] == r["name"]);
+                    if before != Some(r) {
+                        changed.push(format!("replica {}", r["name"].as_str().unwrap_or_default()));
+                    }
+                }
+            }
+            other => changed.push(other.to_owned()),
+        }
+    }
+    changed.join(", ")
+}
+
+/// Status fields that are snapshot bookkeeping: a patch changing only these is scheduled work.
+fn without_bookkeeping(status: &Value) -> Value {
+    let mut s = status.clone();
+    if let Some(map) = s.as_object_mut() {
+        for field in ["lastSnapshotTime", "snapshot"] {
+            map.remove(field);
+        }
+    }
+    s
+}
+
 #[async_trait]
 impl Kube for GatedKube {
     async fn get<T: KubeObject>(&self, namespace: &str, name: &str) -> Result<Option<T>, KubeError> {
         self.gate.hold().await;
-        self.inner.get(namespace, name).await
+        let result = self.inner.get::<T>(namespace, name).await;
+        if T::kind(&()) == "MemgraphCluster"
+            && let Ok(Some(object)) = &result
+        {
+            // A round starts by reading the cluster: remember what it read and the truth then.
+            let spec = serde_json::to_value(object).map(|v| v["spec"].clone()).unwrap_or_default();
+            let truth = self.gate.truth.cluster(name);
+            lock(&self.gate.rounds).insert(name.to_owned(), (truth, spec));
+        }
+        result
     }
     async fn list<T: KubeObject>(
         &self,
@@ -94,19 +304,40 @@ impl Kube for GatedKube {
     }
     async fn apply<T: KubeObject>(&self, object: &T) -> Result<T, KubeError> {
         self.gate.hold().await;
-        let result = self.inner.apply(object).await;
+        let name = object.meta().name.clone().unwrap_or_default();
+        let cluster = object
+            .meta()
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_INSTANCE).cloned())
+            .unwrap_or_else(|| self.gate.cluster_of(&name));
+        self.gate.record_write(&cluster, format!("apply {} {name}", T::kind(&())), false);
+        let result = self.inner.as_operator(self.inner.apply(object)).await;
         self.gate.wrote();
         result
     }
     async fn delete<T: KubeObject>(&self, namespace: &str, name: &str) -> Result<(), KubeError> {
         self.gate.hold().await;
-        let result = self.inner.delete::<T>(namespace, name).await;
+        self.gate.record_write(&self.gate.cluster_of(name), format!("delete {} {name}", T::kind(&())), false);
+        let result = self.inner.as_operator(self.inner.delete::<T>(namespace, name)).await;
         self.gate.wrote();
         result
     }
-    async fn patch_status(&self, namespace: &str, name: &str, status: &MemgraphClusterStatus) -> Result<(), KubeError> {
+    async fn patch_status(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &MemgraphClusterStatus,
+        resource_version: Option<&str>,
+    ) -> Result<(), KubeError> {
         self.gate.hold().await;
-        let result = self.inner.patch_status(namespace, name, status).await;
+        let new = serde_json::to_value(status).unwrap_or_default();
+        let old = self.inner.get_json(&Key::new("MemgraphCluster", namespace, name)).map(|c| c["status"].clone());
+        let bookkeeping = old.as_ref().is_some_and(|old| without_bookkeeping(old) == without_bookkeeping(&new));
+        let changed = old.as_ref().map(|old| status_changes(old, &new)).unwrap_or_default();
+        self.gate.record_write(name, format!("patch status (phase {:?}; {changed})", status.phase), bookkeeping);
+        self.gate.judge(name, |truth, acted| claims::status_false(truth, name, &new, acted));
+        let result = self.inner.as_operator(self.inner.patch_status(namespace, name, status, resource_version)).await;
         self.gate.wrote();
         result
     }
@@ -118,7 +349,13 @@ impl Kube for GatedKube {
         labels: &LabelPatch,
     ) -> Result<(), KubeError> {
         self.gate.hold().await;
-        let result = self.inner.patch_pod_labels(namespace, pod, uid, labels).await;
+        let cluster = self.gate.cluster_of(pod);
+        let role = labels.get(LABEL_ROLE).cloned().flatten();
+        self.gate.record_write(&cluster, format!("label {pod} {role:?}"), false);
+        if let Some(role) = &role {
+            self.gate.judge(&cluster, |truth, _| claims::label_false(truth, &cluster, pod, role));
+        }
+        let result = self.inner.as_operator(self.inner.patch_pod_labels(namespace, pod, uid, labels)).await;
         self.gate.wrote();
         result
     }
@@ -130,7 +367,9 @@ impl Kube for GatedKube {
         resource_version: &str,
     ) -> Result<(), KubeError> {
         self.gate.hold().await;
-        let result = self.inner.set_finalizers(namespace, name, finalizers, resource_version).await;
+        self.gate.record_write(name, "set finalizers".to_owned(), false);
+        let result =
+            self.inner.as_operator(self.inner.set_finalizers(namespace, name, finalizers, resource_version)).await;
         self.gate.wrote();
         result
     }
@@ -148,58 +387,119 @@ pub struct GatedBolt {
 
 #[async_trait]
 impl Bolt for GatedBolt {
-    async fn run(
+    async fn run_within(
         &self,
         address: &str,
         query: &str,
         params: BTreeMap<String, BoltValue>,
+        timeout: Duration,
     ) -> Result<QueryResult, BoltError> {
         self.gate.hold().await;
-        self.gate
-            .queries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push((address.to_owned(), query.to_owned()));
-        self.inner.run(address, query, params).await
+        let cluster = self.gate.cluster_of(address);
+        if let Some(name) = query.strip_prefix("DROP REPLICA ") {
+            let acted = lock(&self.gate.rounds).get(&cluster).map(|(_, spec)| spec.clone());
+            if let Some(acted) = acted {
+                let truth = self.gate.truth.cluster(&cluster);
+                if let Some(what) = claims::drop_wrong(&truth, &cluster, name, &acted) {
+                    lock(&self.gate.log).false_writes.push(FalseWrite {
+                        at_ms: now_ms(),
+                        cluster: cluster.clone(),
+                        what,
+                    });
+                }
+            }
+        }
+        let sent_ms = now_ms();
+        lock(&self.gate.log).queries.push(QueryRecord {
+            at_ms: sent_ms,
+            cluster: cluster.clone(),
+            address: address.to_owned(),
+            query: query.to_owned(),
+        });
+        let result = self.inner.run_within(address, query, params, timeout).await;
+        if query == "SHOW REPLICAS" && address.starts_with(&format!("{cluster}-write-")) {
+            let timed_out = matches!(result, Err(BoltError::Timeout { .. }));
+            lock(&self.gate.log).rows_answers.push((cluster.clone(), sent_ms, timed_out));
+        }
+        // What the operator has seen of the registrations is what it had when this answer came.
+        if query == "SHOW REPLICAS" && result.is_ok() {
+            let truth = self.gate.truth.cluster(&cluster);
+            if let Some(round) = lock(&self.gate.rounds).get_mut(&cluster) {
+                round.0 = truth;
+            }
+        }
+        result
     }
 }
 
-/// Backoff after failed reconciles: 1 s doubling to 60 s.
-fn backoff(failures: u32) -> Duration {
-    Duration::from_secs(1u64 << failures.min(6)).min(Duration::from_secs(60))
+/// What a finished reconcile task reports to the queue.
+struct Done {
+    key: (String, String),
+    ok: Option<Duration>,
+}
+
+/// The operator's queue state (lost when the host crashes).
+#[derive(Default)]
+struct Queue {
+    /// Cluster → when it is due, and why.
+    due: BTreeMap<(String, String), (Duration, Trigger)>,
+    running: std::collections::BTreeSet<(String, String)>,
+    failures: BTreeMap<(String, String), u32>,
+}
+
+impl Queue {
+    fn trigger(&mut self, key: (String, String), at: Duration, trigger: Trigger) {
+        let entry = self.due.entry(key).or_insert((at, trigger));
+        if at < entry.0 || (at == entry.0 && trigger == Trigger::Change) {
+            *entry = (at, trigger);
+        }
+    }
+}
+
+fn cluster_of_change(change: &crate::apiserver::Change) -> Option<String> {
+    if change.key.kind == "MemgraphCluster" {
+        return Some(change.key.name.clone());
+    }
+    change
+        .labels
+        .get(LABEL_INSTANCE)
+        .cloned()
+        .or_else(|| change.owner.as_ref().filter(|(k, _)| k == "MemgraphCluster").map(|(_, n)| n.clone()))
 }
 
 /// Install the operator host. Its software starts by reconciling every cluster, then follows
-/// watch notifications and requeues.
+/// watch notifications and requeues, reconciling different clusters concurrently.
 pub fn install(sim: &mut Sim<'_>, api: ApiServer, clock: SimClock, gate: Arc<Gate>) {
     sim.host(OPERATOR_HOST, move || {
         let api = api.clone();
         let clock = clock.clone();
         let gate = gate.clone();
         async move {
-            let kube = GatedKube { inner: api.clone(), gate: gate.clone() };
-            let bolt = GatedBolt {
-                inner: TurmoilBolt::new(Duration::from_secs(2), Duration::from_secs(5)),
-                gate: gate.clone(),
-            };
+            let kube = Arc::new(GatedKube { inner: api.clone(), gate: gate.clone() });
+            let bolt = Arc::new(GatedBolt { inner: TurmoilBolt::new(Timeouts::default()), gate: gate.clone() });
+            let memory = Arc::new(Memory::default());
             let mut changes = api.subscribe();
-            // Cluster (namespace, name) → when it is due, in simulated time since start.
-            let mut due: BTreeMap<(String, String), Duration> = BTreeMap::new();
-            let mut failures: BTreeMap<(String, String), u32> = BTreeMap::new();
+            let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
+            let mut queue = Queue::default();
             for (key, _) in api.all_of_kind("MemgraphCluster") {
-                due.insert((key.namespace, key.name), Duration::ZERO);
+                queue.trigger((key.namespace, key.name), Duration::ZERO, Trigger::Start);
             }
             loop {
                 let now = clock.elapsed();
-                let next = due.values().min().copied();
+                let next = queue.due.iter().filter(|(k, _)| !queue.running.contains(*k)).map(|(_, (at, _))| *at).min();
                 let wait = next.map_or(Duration::from_secs(3600), |at| at.saturating_sub(now));
                 let mut triggered = Vec::new();
+                let mut finished = Vec::new();
                 if !wait.is_zero() {
                     tokio::select! {
                         biased;
+                        done = done_rx.recv() => finished.extend(done),
                         change = changes.recv() => triggered.push(change),
                         () = tokio::time::sleep(wait) => {}
                     }
+                }
+                while let Ok(done) = done_rx.try_recv() {
+                    finished.push(done);
                 }
                 loop {
                     match changes.try_recv() {
@@ -211,59 +511,94 @@ pub fn install(sim: &mut Sim<'_>, api: ApiServer, clock: SimClock, gate: Arc<Gat
                     }
                 }
                 let now = clock.elapsed();
+                for done in finished {
+                    queue.running.remove(&done.key);
+                    let (at, trigger) = match done.ok {
+                        Some(requeue) => {
+                            queue.failures.remove(&done.key);
+                            (now + requeue, Trigger::Timer)
+                        }
+                        None => {
+                            let n = queue.failures.entry(done.key.clone()).or_insert(0);
+                            *n += 1;
+                            (now + controller::backoff(*n), Trigger::Timer)
+                        }
+                    };
+                    queue.trigger(done.key, at, trigger);
+                }
                 for change in triggered {
                     match change {
+                        // The route guard looks at a changed pod at once, beside the queue.
+                        Ok(change) if change.key.kind == "Pod" && !change.by_operator => {
+                            let kube = kube.clone();
+                            let key = change.key.clone();
+                            // Like the controller's error policy, a failed removal is retried.
+                            tokio::task::spawn_local(async move {
+                                for _ in 0..5 {
+                                    let Ok(Some(pod)) = kube.get::<Pod>(&key.namespace, &key.name).await else { break };
+                                    let Some(patch) = guard(&pod) else { break };
+                                    let uid = pod.metadata.uid.clone().unwrap_or_default();
+                                    if kube.patch_pod_labels(&key.namespace, &key.name, &uid, &patch).await.is_ok() {
+                                        break;
+                                    }
+                                    tokio::time::sleep(GUARD_RETRY).await;
+                                }
+                            });
+                            if let Some(name) = cluster_of_change(&change) {
+                                queue.trigger((change.key.namespace.clone(), name), now, Trigger::Change);
+                            }
+                        }
                         Ok(change) => {
-                            let cluster = if change.key.kind == "MemgraphCluster" {
-                                Some(change.key.name.clone())
-                            } else {
-                                change.labels.get(LABEL_INSTANCE).cloned().or_else(|| {
-                                    change
-                                        .owner
-                                        .as_ref()
-                                        .filter(|(k, _)| k == "MemgraphCluster")
-                                        .map(|(_, n)| n.clone())
-                                })
-                            };
-                            if let Some(name) = cluster {
-                                let key = (change.key.namespace.clone(), name);
-                                let at = due.get(&key).copied().unwrap_or(now).min(now);
-                                due.insert(key, at);
+                            if let Some(name) = cluster_of_change(&change) {
+                                let trigger = if change.by_operator { Trigger::OwnWrite } else { Trigger::Change };
+                                queue.trigger((change.key.namespace.clone(), name), now, trigger);
                             }
                         }
                         // Missed notifications: like a watch restart, look at everything.
                         Err(_) => {
                             for (key, _) in api.all_of_kind("MemgraphCluster") {
-                                due.insert((key.namespace, key.name), now);
+                                queue.trigger((key.namespace, key.name), now, Trigger::Change);
                             }
                         }
                     }
                 }
-                let ready: Vec<(String, String)> =
-                    due.iter().filter(|(_, at)| **at <= now).map(|(k, _)| k.clone()).collect();
-                for key in ready {
-                    due.remove(&key);
-                    let cluster = match kube.get::<MemgraphCluster>(&key.0, &key.1).await {
-                        Ok(Some(cluster)) => cluster,
-                        Ok(None) => continue,
-                        Err(_) => {
-                            due.insert(key, clock.elapsed() + backoff(1));
-                            continue;
+                let ready: Vec<((String, String), Trigger)> = queue
+                    .due
+                    .iter()
+                    .filter(|(k, (at, _))| *at <= now && !queue.running.contains(*k))
+                    .map(|(k, (_, t))| (k.clone(), *t))
+                    .collect();
+                for (key, trigger) in ready {
+                    queue.due.remove(&key);
+                    queue.running.insert(key.clone());
+                    lock(&gate.log).reconciles.push(ReconcileRecord {
+                        start_ms: now_ms(),
+                        cluster: key.1.clone(),
+                        trigger,
+                    });
+                    let (kube, bolt, memory, clock, gate, done_tx) =
+                        (kube.clone(), bolt.clone(), memory.clone(), clock.clone(), gate.clone(), done_tx.clone());
+                    tokio::task::spawn_local(async move {
+                        let ok = match kube.get::<MemgraphCluster>(&key.0, &key.1).await {
+                            Ok(Some(cluster)) => {
+                                let result = reconcile(&cluster, kube.as_ref(), bolt.as_ref(), &clock, &memory).await;
+                                if let Ok(Some(job)) = result.as_ref().map(|o| o.snapshot.clone()) {
+                                    let (bolt, memory, clock) = (bolt.clone(), memory.clone(), clock.clone());
+                                    tokio::task::spawn_local(async move {
+                                        run_snapshot(bolt.as_ref(), &memory.snapshots, &clock, job).await;
+                                    });
+                                }
+                                result.ok().map(|outcome| outcome.requeue_after)
+                            }
+                            // Deleted: nothing to do until it comes back.
+                            Ok(None) => Some(Duration::from_secs(3600)),
+                            Err(_) => None,
+                        };
+                        if ok.is_none() {
+                            lock(&gate.log).failed_reconciles.push((now_ms(), key.1.clone()));
                         }
-                    };
-                    match reconcile(&cluster, &kube, &bolt, &clock).await {
-                        Ok(outcome) => {
-                            gate.reconciles.fetch_add(1, Ordering::SeqCst);
-                            failures.remove(&key);
-                            due.insert(key, clock.elapsed() + outcome.requeue_after);
-                        }
-                        Err(_) => {
-                            gate.failures.fetch_add(1, Ordering::SeqCst);
-                            let n = failures.entry(key.clone()).or_insert(0);
-                            *n += 1;
-                            due.insert(key, clock.elapsed() + backoff(*n));
-                        }
-                    }
+                        let _ = done_tx.send(Done { key, ok });
+                    });
                 }
             }
         }

@@ -15,6 +15,7 @@ use turmoil::Sim;
 use super::rng::Rng;
 use super::time::SimClock;
 use super::trace::Trace;
+use super::truth::Servers;
 use crate::apiserver::{ApiServer, Key};
 use crate::controllers::sync_statefulsets;
 use crate::kubelet::{memgraph_command_line, pod_host};
@@ -76,9 +77,20 @@ pub struct Kubelet {
     volumes: BTreeMap<Key, MemDataDir>,
     extra_args: Vec<String>,
     rng: Rng,
+    /// Pods on lost nodes, since when (shared with the truth: clients cannot reach them).
+    lost: LostNodes,
     /// Startup delay range of Memgraph in a pod.
     pub startup: (Duration, Duration),
+    /// The release an image tagged `latest` really is (an image older than its tag says).
+    pub latest: Option<String>,
 }
+
+/// Pods on lost nodes, since when.
+pub type LostNodes = Arc<Mutex<BTreeMap<String, Duration>>>;
+
+/// How long the node controller waits for a silent node before it marks its pods NotReady
+/// (Kubernetes' node-monitor grace period).
+pub const NODE_GRACE: Duration = Duration::from_secs(40);
 
 fn host_of(key: &Key, pod: &Value) -> String {
     pod_host(pod, key)
@@ -97,8 +109,62 @@ impl Kubelet {
             volumes: BTreeMap::new(),
             extra_args,
             rng: Rng::new(seed),
+            lost: LostNodes::default(),
             startup: (Duration::from_millis(500), Duration::from_secs(3)),
+            latest: None,
         }
+    }
+
+    /// Look up running servers from anywhere in the world.
+    pub fn servers(&self) -> Servers {
+        let slots = self.slots.clone();
+        Arc::new(move |pod: &str| lock(&slots).get(pod).and_then(|s| s.handle.clone()).filter(ServerHandle::is_running))
+    }
+
+    /// The pods on lost nodes, shared.
+    pub fn lost_nodes(&self) -> LostNodes {
+        self.lost.clone()
+    }
+
+    fn lost(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Duration>> {
+        self.lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The node of `pod` stops answering: its kubelet no longer reports anything.
+    pub fn lose_node(&mut self, pod: &str) {
+        let now = self.clock.elapsed();
+        self.lost().insert(pod.to_owned(), now);
+    }
+
+    /// Whether `pod` is on a lost node.
+    pub fn on_lost_node(&self, pod: &str) -> bool {
+        self.lost().contains_key(pod)
+    }
+
+    /// The lost node of `pod` answers again.
+    pub fn restore_node(&mut self, pod: &str) {
+        self.lost().remove(pod);
+    }
+
+    /// The lost node of `pod` is deleted: its processes are gone and so is the pod object, which
+    /// the StatefulSet then recreates elsewhere with the same claim.
+    pub fn remove_lost_node(&mut self, sim: &mut Sim<'_>, namespace: &str, pod: &str, trace: &mut Trace) {
+        if self.lost().remove(pod).is_none() {
+            return;
+        }
+        let key = Key::new("Pod", namespace, pod);
+        if let Some(value) = self.api.get_json(&key) {
+            let host = host_of(&key, &value);
+            if let Some(handle) = lock(&self.slots).get_mut(pod).and_then(|s| s.handle.take()) {
+                handle.kill();
+            }
+            if self.hosts.contains_key(&host) && sim.is_host_running(host.clone()) {
+                sim.crash(host);
+            }
+        }
+        self.phases.remove(&key);
+        self.api.remove(&key);
+        trace.record(self.clock.elapsed(), format!("node of {pod} deleted; pod {pod} removed"));
     }
 
     /// The running server of a pod, if it is up.
@@ -136,7 +202,12 @@ impl Kubelet {
     }
 
     fn launch(&mut self, key: &Key, pod: &Value) -> Launch {
-        let args = memgraph_command_line(pod, &self.extra_args);
+        let mut args = memgraph_command_line(pod, &self.extra_args);
+        if let Some(version) = &self.latest
+            && pod["spec"]["containers"][0]["image"].as_str().is_some_and(|i| i.ends_with(":latest"))
+        {
+            args.push(format!("--memgraph-version={version}"));
+        }
         let volume = self.volume(&key.namespace, &format!("data-{}", key.name));
         let (low, high) = self.startup;
         let spread = u64::try_from(high.saturating_sub(low).as_millis()).unwrap_or(0);
@@ -247,6 +318,16 @@ impl Kubelet {
         for view in &pods {
             let PodView { key, host, uid, restarts, ready: ready_now, terminating, grace } = view;
             let (host, uid, restarts) = (host.clone(), uid.clone(), *restarts);
+            // A lost node reports nothing; after the grace the node controller marks its pods
+            // NotReady, and nothing stops or replaces them until the node is gone.
+            let lost_since = self.lost().get(&key.name).copied();
+            if let Some(since) = lost_since {
+                if *ready_now && now >= since + NODE_GRACE {
+                    self.set_status(key, false, restarts);
+                    trace.record(now, format!("node of {} NotReady: pod {} marked NotReady", key.name, key.name));
+                }
+                continue;
+            }
             match self.phases.get(key).cloned() {
                 _ if *terminating => {
                     let phase = self.phases.get(key).cloned();

@@ -1,13 +1,19 @@
 //! Ground truth at one instant: what Kubernetes objects say (labels, readiness, status) next to
 //! what each fake Memgraph actually is. Oracles compare the two.
+//!
+//! A [`TruthSource`] can be sampled from anywhere in the world (the driver every 100 ms, the
+//! operator's gate at the moment it writes, the workload when a write is acknowledged), so a
+//! claim can be judged at the instant it is made.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use fake_memgraph::{ReplicaState, Role};
+use fake_memgraph::{ReplicaState, Role, ServerHandle};
+use memgraph_operator::names::{ClusterNames, Instance, LABEL_INSTANCE};
 use serde_json::Value;
 
-use super::pods::Kubelet;
-use super::run::{CLUSTER, NAMESPACE};
+use super::pods::LostNodes;
+use super::run::NAMESPACE;
 use crate::apiserver::{ApiServer, Key};
 
 /// One pod as Kubernetes and Memgraph see it.
@@ -24,12 +30,25 @@ pub struct PodTruth {
     /// A REPLICA that follows the write pod's MAIN (same main UUID): its registration there
     /// describes this very instance, not one it replaced.
     pub follows_main: bool,
+    /// The process is frozen (accepts TCP, answers nothing).
+    pub hung: bool,
+    /// Its node is lost: nothing reaches it, clients included.
+    pub lost_node: bool,
+    /// Nodes it holds (0 when it does not run).
+    pub nodes: usize,
+    /// Its last commit timestamp (0 when it does not run).
+    pub ts: i64,
 }
 
 impl PodTruth {
     /// Whether a Service selecting this pod's label routes to it.
     pub fn routable(&self) -> bool {
         self.ready && !self.terminating
+    }
+
+    /// Whether clients routed to it are served: routable, reachable and answering.
+    pub fn usable(&self) -> bool {
+        self.routable() && !self.hung && !self.lost_node
     }
 }
 
@@ -44,9 +63,16 @@ pub struct RowTruth {
     pub state: Option<ReplicaState>,
 }
 
-/// The world at one instant.
+impl RowTruth {
+    /// In sync: clients reading from it see what the MAIN has (a transaction may be in flight).
+    pub fn healthy(&self) -> bool {
+        matches!(self.state, Some(ReplicaState::Ready | ReplicaState::Replicating))
+    }
+}
+
+/// One cluster at one instant.
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct Truth {
+pub struct ClusterTruth {
     /// Pods by name.
     pub pods: BTreeMap<String, PodTruth>,
     /// Registrations on the write pod when it runs as MAIN, by replica name.
@@ -55,6 +81,85 @@ pub struct Truth {
     pub status: Option<Value>,
     /// The cluster's spec.
     pub spec: Option<Value>,
+    /// `metadata.generation` of the cluster.
+    pub generation: i64,
+}
+
+/// The world at one instant, by cluster name.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Truth {
+    /// Every cluster of the run.
+    pub clusters: BTreeMap<String, ClusterTruth>,
+}
+
+/// Names of one cluster's pods, by the operator's own naming.
+pub fn write_pod(cluster: &str) -> String {
+    ClusterNames::new(cluster, NAMESPACE).pod(Instance::Write)
+}
+
+/// The read pod of replica `index`.
+pub fn read_pod(cluster: &str, index: u32) -> String {
+    ClusterNames::new(cluster, NAMESPACE).pod(Instance::Read(index))
+}
+
+/// The replica index of a read pod name of `cluster` (`g-read-3-0` → 3).
+pub fn read_index(cluster: &str, pod: &str) -> Option<u32> {
+    pod.strip_prefix(&format!("{cluster}-read-"))?.strip_suffix("-0")?.parse().ok()
+}
+
+impl ClusterTruth {
+    /// The replica count the spec asks for.
+    pub fn desired(&self) -> u32 {
+        self.spec.as_ref().and_then(|s| s["read"]["replicas"].as_u64()).map_or(3, |n| u32::try_from(n).unwrap_or(0))
+    }
+
+    /// The spec's replication mode as `SHOW REPLICAS` spells it.
+    pub fn mode(&self) -> String {
+        self.spec.as_ref().and_then(|s| s["replication"]["mode"].as_str()).unwrap_or("ASYNC").to_ascii_lowercase()
+    }
+
+    /// The write pod, if it exists.
+    pub fn write<'a>(&'a self, cluster: &str) -> Option<&'a PodTruth> {
+        self.pods.get(&write_pod(cluster))
+    }
+
+    /// The write pod is an empty MAIN with no registrations while a read pod holds data: its
+    /// volume was lost, and routing writes to it would start a new history.
+    pub fn main_lost_data(&self, cluster: &str) -> bool {
+        let Some(main) = self.write(cluster).filter(|p| p.role == Some(Role::Main)) else { return false };
+        main.nodes == 0
+            && self.rows.is_empty()
+            && self.pods.iter().any(|(name, p)| read_index(cluster, name).is_some() && p.nodes > 0)
+    }
+
+    /// The write pod can take writes with its data: ready, a running MAIN, not frozen, not empty
+    /// while replicas hold data.
+    pub fn write_usable(&self, cluster: &str) -> bool {
+        self.write(cluster).is_some_and(|p| p.usable() && p.role == Some(Role::Main) && !self.main_lost_data(cluster))
+    }
+
+    /// Read pod `index` serves what the MAIN has: wanted, ready, a REPLICA of the write pod's
+    /// MAIN, registered at its address and in sync.
+    pub fn replica_usable(&self, cluster: &str, index: u32) -> bool {
+        let names = ClusterNames::new(cluster, NAMESPACE);
+        let instance = Instance::Read(index);
+        index < self.desired()
+            && self.pods.get(&names.pod(instance)).is_some_and(|p| p.usable() && p.follows_main)
+            && self
+                .rows
+                .get(&instance.replica_name())
+                .is_some_and(|r| r.healthy() && r.address == names.replication_address(instance))
+    }
+
+    /// Read replicas that are usable right now.
+    pub fn usable_replicas(&self, cluster: &str) -> usize {
+        (0..self.desired()).filter(|i| self.replica_usable(cluster, *i)).count()
+    }
+
+    /// Whether some sync-mode registration is in sync: a write acknowledged now is on it too.
+    pub fn sync_protected(&self) -> bool {
+        self.rows.values().any(|r| r.healthy() && r.mode != "async")
+    }
 }
 
 fn mode_name(mode: fake_memgraph::SyncMode) -> String {
@@ -66,49 +171,93 @@ fn mode_name(mode: fake_memgraph::SyncMode) -> String {
     .to_owned()
 }
 
-/// Sample the truth.
-pub fn sample(api: &ApiServer, kubelet: &Kubelet) -> Truth {
-    let mut truth = Truth::default();
-    let pods = api.scan("Pod", |key, pod| {
-        (key.namespace == NAMESPACE).then(|| {
-            (
-                key.name.clone(),
-                pod["metadata"]["labels"]["memgraph.io/role"].as_str().map(str::to_owned),
-                pod["status"]["conditions"][0]["status"].as_str() == Some("True"),
-                !pod["metadata"]["deletionTimestamp"].is_null(),
-            )
-        })
-    });
-    let main_uuid =
-        kubelet.server(&format!("{CLUSTER}-write-0")).filter(|s| s.role() == Role::Main).map(|s| s.main_uuid());
-    for (name, label, ready, terminating) in pods {
-        let server = kubelet.server(&name);
-        let follows_main = server
-            .as_ref()
-            .is_some_and(|s| s.role() == Role::Replica && main_uuid.as_deref() == Some(s.main_uuid().as_str()));
-        truth.pods.insert(
-            name,
-            PodTruth {
-                label,
-                ready,
-                terminating,
-                role: server.as_ref().map(fake_memgraph::ServerHandle::role),
-                follows_main,
-            },
-        );
+/// The running fake-memgraph servers by pod name, shared with the kubelet that starts them.
+pub type Servers = Arc<dyn Fn(&str) -> Option<ServerHandle> + Send + Sync>;
+
+/// Samples the truth: the API server and the running servers.
+#[derive(Clone)]
+pub struct TruthSource {
+    api: ApiServer,
+    servers: Servers,
+    lost: LostNodes,
+    clusters: Arc<Vec<String>>,
+}
+
+impl TruthSource {
+    /// A source over `api`, the running `servers` and the pods on `lost` nodes, for the named
+    /// clusters.
+    pub fn new(api: ApiServer, servers: Servers, lost: LostNodes, clusters: Vec<String>) -> Self {
+        Self { api, servers, lost, clusters: Arc::new(clusters) }
     }
-    let write = format!("{CLUSTER}-write-0");
-    if let Some(main) = kubelet.server(&write).filter(|s| s.role() == Role::Main) {
-        for row in main.replicas() {
-            truth.rows.insert(
-                row.name,
-                RowTruth { address: row.socket_address, mode: mode_name(row.mode), state: row.state },
+
+    /// The clusters of the run.
+    pub fn clusters(&self) -> &[String] {
+        &self.clusters
+    }
+
+    /// The running server of a pod.
+    pub fn server(&self, pod: &str) -> Option<ServerHandle> {
+        (self.servers)(pod)
+    }
+
+    /// Sample every cluster.
+    pub fn sample(&self) -> Truth {
+        let clusters = self.clusters.iter().map(|c| (c.clone(), self.cluster(c))).collect();
+        Truth { clusters }
+    }
+
+    /// Sample one cluster.
+    pub fn cluster(&self, cluster: &str) -> ClusterTruth {
+        let mut truth = ClusterTruth::default();
+        let pods = self.api.scan("Pod", |key, pod| {
+            (key.namespace == NAMESPACE && pod["metadata"]["labels"][LABEL_INSTANCE].as_str() == Some(cluster)).then(
+                || {
+                    (
+                        key.name.clone(),
+                        pod["metadata"]["labels"]["memgraph.io/role"].as_str().map(str::to_owned),
+                        pod["status"]["conditions"][0]["status"].as_str() == Some("True"),
+                        !pod["metadata"]["deletionTimestamp"].is_null(),
+                    )
+                },
+            )
+        });
+        let main = self.server(&write_pod(cluster)).filter(|s| s.role() == Role::Main);
+        let main_uuid = main.as_ref().map(ServerHandle::main_uuid);
+        for (name, label, ready, terminating) in pods {
+            let server = self.server(&name);
+            let follows_main = server
+                .as_ref()
+                .is_some_and(|s| s.role() == Role::Replica && main_uuid.as_deref() == Some(s.main_uuid().as_str()));
+            let hung = server.as_ref().is_some_and(ServerHandle::is_hung);
+            let lost_node = self.lost.lock().map(|l| l.contains_key(&name)).unwrap_or(false);
+            truth.pods.insert(
+                name,
+                PodTruth {
+                    label,
+                    ready,
+                    terminating,
+                    role: server.as_ref().map(ServerHandle::role),
+                    follows_main,
+                    hung,
+                    lost_node,
+                    nodes: server.as_ref().map_or(0, ServerHandle::node_count),
+                    ts: server.as_ref().map_or(0, ServerHandle::timestamp),
+                },
             );
         }
+        if let Some(main) = main {
+            for row in main.replicas() {
+                truth.rows.insert(
+                    row.name,
+                    RowTruth { address: row.socket_address, mode: mode_name(row.mode), state: row.state },
+                );
+            }
+        }
+        self.api.with_object(&Key::new("MemgraphCluster", NAMESPACE, cluster), |object| {
+            truth.status = Some(object["status"].clone());
+            truth.spec = Some(object["spec"].clone());
+            truth.generation = object["metadata"]["generation"].as_i64().unwrap_or(0);
+        });
+        truth
     }
-    if let Some(cluster) = api.get_json(&Key::new("MemgraphCluster", NAMESPACE, CLUSTER)) {
-        truth.status = Some(cluster["status"].clone());
-        truth.spec = Some(cluster["spec"].clone());
-    }
-    truth
 }

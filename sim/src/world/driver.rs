@@ -1,0 +1,658 @@
+//! The world of one run between steps: its parts, the faults in force, and the oracles judging
+//! every cluster every 100 ms of simulated time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fake_memgraph::{DataDir, Role};
+use memgraph_operator::names::{ClusterNames, Instance};
+use serde_json::{Value, json};
+use turmoil::Sim;
+
+use super::clusters::{self, Setup};
+use super::faults::FaultClass;
+use super::inject::Undo;
+use super::operator::{Gate, OPERATOR_HOST, Trigger};
+use super::oracles::availability::Availability;
+use super::oracles::economy::{self, Cost, Economy};
+use super::oracles::routing::Routing;
+use super::oracles::snapshots::{Snapshots, step_minutes};
+use super::oracles::status::StatusTruth;
+use super::oracles::{Conditions, Violation, ms};
+use super::pods::Kubelet;
+use super::report::Lanes;
+use super::rng::Rng;
+use super::run::NAMESPACE;
+use super::time::EPOCH_SECONDS;
+use super::trace::Trace;
+use super::truth::{ClusterTruth, Truth, TruthSource, read_index, write_pod};
+use super::workload::SharedLedger;
+use crate::apiserver::{ApiServer, Key};
+
+/// Queries that only look.
+fn is_probe(query: &str) -> bool {
+    matches!(query, "SHOW REPLICATION ROLE" | "SHOW REPLICAS" | "MATCH (n) RETURN count(n) AS nodes")
+}
+
+/// How long a person takes to act on a `MainLostData` condition.
+const PERSON_REACTS: Duration = Duration::from_secs(20);
+/// No snapshot tick this close before now, for a cluster to count as calm.
+const TICK_QUIET: Duration = Duration::from_secs(20);
+
+/// One cluster's oracles and bookkeeping.
+pub struct ClusterState {
+    /// How it started.
+    pub setup: Setup,
+    /// Its workload's ledger.
+    pub ledger: SharedLedger,
+    /// Routing oracle.
+    pub routing: Routing,
+    /// Availability oracle.
+    pub availability: Availability,
+    /// Status oracle.
+    pub status: StatusTruth,
+    /// Snapshot oracle.
+    pub snapshots: Snapshots,
+    /// Economy oracle.
+    pub economy: Economy,
+    /// Cost figures.
+    pub cost: Cost,
+    /// The write pod lost its volume during the run.
+    pub volume_lost: bool,
+    /// Since when the status has said the MAIN lost its data.
+    pub lost_data_since: Option<Duration>,
+    /// A person is restoring the write volume from this replica (stopped, pod uid when stopped).
+    pub restoring: Option<(String, Value)>,
+    /// When it converged after the heal phase.
+    pub converged_at: Option<Duration>,
+    /// Why it had not converged at the last look.
+    pub not_converged: String,
+}
+
+/// The world between steps.
+pub struct World<'a> {
+    /// The turmoil simulation.
+    pub sim: Sim<'a>,
+    /// The API server.
+    pub api: ApiServer,
+    /// The kubelet and StatefulSet controller.
+    pub kubelet: Kubelet,
+    /// Where the truth is sampled.
+    pub source: TruthSource,
+    /// The operator's gate.
+    pub gate: Arc<Gate>,
+    /// The timeline.
+    pub trace: Trace,
+    /// The run's own randomness (delays).
+    pub rng: Rng,
+    /// The clusters, in order.
+    pub setups: Vec<Setup>,
+    /// Per cluster state.
+    pub clusters: BTreeMap<String, ClusterState>,
+    /// Open fault windows: (end, index in `history`, how to undo).
+    pub windows: Vec<(Duration, usize, Undo)>,
+    /// Every fault: (class, start, end, cluster it concerns or `None` for all); open windows
+    /// end at `Duration::MAX` until undone.
+    pub history: Vec<(FaultClass, Duration, Duration, Option<String>)>,
+    /// Fault bands for the picture: (start, end, words).
+    pub bands: Vec<(Duration, Duration, String)>,
+    /// Since when the operator runs; `None` while it is down.
+    pub operator_up_since: Option<Duration>,
+    /// Periods the operator was down.
+    pub downtime: Vec<(Duration, Duration)>,
+    down_since: Option<Duration>,
+    /// Faults injected per class.
+    pub injected: BTreeMap<String, u64>,
+    last: Truth,
+    ready_since: BTreeMap<String, Duration>,
+    /// Delays between a read pod becoming ready and being labelled, in ms.
+    pub ready_to_routable: Vec<u64>,
+    /// When each pod's Memgraph (re)started, in order.
+    pub starts: Vec<(String, Duration)>,
+    /// Every violation.
+    pub violations: Vec<Violation>,
+    /// Reconciles that returned an error.
+    pub failed_reconciles: u64,
+    /// Clusters whose MAIN did not answer `SHOW REPLICAS` in time when last asked (2.21–3.0 wait
+    /// on unreachable replicas): nobody can verify a replica of theirs then.
+    pub rows_blocked: std::collections::BTreeSet<String>,
+    /// Such stretches, by cluster: (start, end), `Duration::MAX` while open.
+    pub slow_main: Vec<(String, Duration, Duration)>,
+    /// The picture's lanes.
+    pub lanes: Lanes,
+}
+
+impl<'a> World<'a> {
+    /// Assemble a world.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        sim: Sim<'a>,
+        api: ApiServer,
+        kubelet: Kubelet,
+        source: TruthSource,
+        gate: Arc<Gate>,
+        rng: Rng,
+        setups: Vec<Setup>,
+        ledgers: &BTreeMap<String, SharedLedger>,
+    ) -> Self {
+        let clusters = setups
+            .iter()
+            .map(|s| {
+                let state = ClusterState {
+                    setup: s.clone(),
+                    ledger: ledgers[&s.name].clone(),
+                    routing: Routing::default(),
+                    availability: Availability::default(),
+                    status: StatusTruth::default(),
+                    snapshots: Snapshots::default(),
+                    economy: Economy::default(),
+                    cost: Cost::default(),
+                    volume_lost: false,
+                    lost_data_since: None,
+                    restoring: None,
+                    converged_at: None,
+                    not_converged: String::new(),
+                };
+                (s.name.clone(), state)
+            })
+            .collect();
+        Self {
+            sim,
+            api,
+            kubelet,
+            source,
+            gate,
+            trace: Trace::default(),
+            rng,
+            setups,
+            clusters,
+            windows: Vec::new(),
+            history: Vec::new(),
+            bands: Vec::new(),
+            operator_up_since: Some(Duration::ZERO),
+            downtime: Vec::new(),
+            down_since: None,
+            injected: BTreeMap::new(),
+            last: Truth::default(),
+            ready_since: BTreeMap::new(),
+            ready_to_routable: Vec::new(),
+            starts: Vec::new(),
+            violations: Vec::new(),
+            failed_reconciles: 0,
+            rows_blocked: std::collections::BTreeSet::new(),
+            slow_main: Vec::new(),
+            lanes: Lanes::default(),
+        }
+    }
+
+    /// Simulated time.
+    pub fn now(&self) -> Duration {
+        self.sim.elapsed()
+    }
+
+    /// Add a line to the timeline.
+    pub fn note(&mut self, what: String) {
+        let now = self.now();
+        self.trace.record(now, what);
+    }
+
+    /// The cluster a fault with random number `pick` targets.
+    pub fn cluster_for(&self, pick: u64) -> String {
+        let i = usize::try_from(pick % self.setups.len().max(1) as u64).unwrap_or(0);
+        self.setups.get(i).map(|s| s.name.clone()).unwrap_or_default()
+    }
+
+    /// The pods of a cluster, by name.
+    pub fn pods_of(&self, cluster: &str) -> Vec<String> {
+        self.source.cluster(cluster).pods.keys().cloned().collect()
+    }
+
+    /// The DNS name (turmoil host) of a pod, by the operator's own naming.
+    pub fn host(&self, pod: &str) -> String {
+        let cluster =
+            self.setups.iter().map(|s| s.name.as_str()).find(|c| pod.starts_with(&format!("{c}-"))).unwrap_or("");
+        let names = ClusterNames::new(cluster, NAMESPACE);
+        let instance = read_index(cluster, pod).map_or(Instance::Write, Instance::Read);
+        names.pod_host(instance)
+    }
+
+    /// Hosts of `pods` that run now.
+    pub fn running_hosts(&self, pods: &[String]) -> Vec<String> {
+        let known = self.kubelet.hosts();
+        pods.iter().map(|p| self.host(p)).filter(|h| known.contains(h)).collect()
+    }
+
+    /// The spec of a cluster.
+    pub fn spec_of(&self, cluster: &str) -> Value {
+        self.api
+            .get_json(&Key::new("MemgraphCluster", NAMESPACE, cluster))
+            .map(|c| c["spec"].clone())
+            .unwrap_or_default()
+    }
+
+    /// Edit a cluster's spec as `kubectl edit` would (a new generation).
+    pub fn edit_spec(&mut self, cluster: &str, change: impl FnOnce(&mut Value)) {
+        self.api.update(&Key::new("MemgraphCluster", NAMESPACE, cluster), |v| {
+            change(&mut v["spec"]);
+            let generation = v["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+            v["metadata"]["generation"] = json!(generation);
+        });
+    }
+
+    /// Crash the operator host.
+    pub fn crash_operator(&mut self) {
+        self.sim.crash(OPERATOR_HOST);
+        self.operator_up_since = None;
+        self.down_since = Some(self.now());
+    }
+
+    /// Restart the operator host if it is down.
+    pub fn restart_operator(&mut self) {
+        if self.operator_up_since.is_some() {
+            return;
+        }
+        self.gate.reset();
+        self.sim.bounce(OPERATOR_HOST);
+        let now = self.now();
+        self.operator_up_since = Some(now);
+        if let Some(since) = self.down_since.take() {
+            self.downtime.push((since, now));
+        }
+        self.note("operator restarted".to_owned());
+    }
+
+    /// The oracles' view of faults and operator uptime, for one cluster.
+    pub fn conditions(&self, cluster: &str) -> Conditions {
+        Conditions {
+            windows: self
+                .history
+                .iter()
+                .filter(|(_, _, _, target)| target.as_deref().is_none_or(|t| t == cluster))
+                .map(|(class, start, end, _)| (*class, *start, *end))
+                .collect(),
+            operator_up_since: self.operator_up_since,
+            slow_main: self.slow_main.iter().filter(|(c, _, _)| c == cluster).map(|(_, s, e)| (*s, *e)).collect(),
+        }
+    }
+
+    /// Whether the world itself makes the cluster's spec invalid now: an invalid-spec fault is
+    /// in force, or STRICT_SYNC is asked of a release without it.
+    pub fn spec_invalid(&self, cluster: &str, truth: &ClusterTruth) -> bool {
+        let injected = self.history.iter().any(|(class, _, end, target)| {
+            *class == FaultClass::InvalidSpec && *end == Duration::MAX && target.as_deref() == Some(cluster)
+        });
+        let spec = truth.spec.as_ref();
+        let strict = spec.and_then(|s| s["replication"]["mode"].as_str()) == Some("STRICT_SYNC");
+        let version = spec.and_then(|s| s["write"]["image"].as_str()).and_then(clusters::version_of);
+        injected || (strict && version.is_some_and(|v| !clusters::has_strict_sync(v)))
+    }
+
+    fn quiet(&self, cluster: &str, truth: &ClusterTruth, now: Duration) -> bool {
+        let faults_quiet = self.history.iter().all(|(_, _, end, target)| {
+            target.as_deref().is_some_and(|t| t != cluster) || end.saturating_add(economy::QUIET) < now
+        });
+        let step = truth.spec.as_ref().and_then(|s| s["snapshot"]["schedule"].as_str()).and_then(step_minutes);
+        let since_tick = step.map(|step| {
+            let t = u64::try_from(EPOCH_SECONDS).unwrap_or(0) + now.as_secs();
+            Duration::from_secs(t % (step * 60)) + Duration::from_nanos(u64::from(now.subsec_nanos()))
+        });
+        faults_quiet && self.operator_up_since.is_some() && since_tick.is_none_or(|d| d >= TICK_QUIET)
+    }
+
+    /// Record what changed since the last sample: roles, labels, registrations, phase.
+    fn record_changes(&mut self, truth: &Truth) {
+        let now = self.now();
+        let mut lines = Vec::new();
+        for (cluster, c) in &truth.clusters {
+            let before = self.last.clusters.get(cluster).cloned().unwrap_or_default();
+            for (name, pod) in &c.pods {
+                let was = before.pods.get(name);
+                if was.map(|b| b.role) != Some(pod.role) {
+                    lines.push(format!("{name} role {:?} ({} nodes, ts {})", pod.role, pod.nodes, pod.ts));
+                    if was.is_none_or(|b| b.role.is_none()) && pod.role.is_some() {
+                        self.starts.push((name.clone(), now));
+                    }
+                }
+                if was.map(|b| b.label.clone()) != Some(pod.label.clone()) {
+                    lines.push(format!("{name} label {:?}", pod.label));
+                }
+                if read_index(cluster, name).is_some() {
+                    if pod.ready && !was.is_some_and(|b| b.ready) {
+                        self.ready_since.insert(name.clone(), now);
+                    }
+                    if !pod.ready {
+                        self.ready_since.remove(name);
+                    }
+                    if pod.label.as_deref() == Some("replica")
+                        && was.is_some_and(|b| b.label.as_deref() != Some("replica"))
+                        && let Some(since) = self.ready_since.remove(name)
+                    {
+                        self.ready_to_routable.push(ms(now.saturating_sub(since)));
+                    }
+                }
+            }
+            for name in before.pods.keys().filter(|n| !c.pods.contains_key(*n)) {
+                lines.push(format!("{name} gone"));
+            }
+            // `ready` and `replicating` alternate with every write: only real changes count.
+            let state =
+                |r: &super::truth::RowTruth| if r.healthy() { "in sync".to_owned() } else { format!("{:?}", r.state) };
+            for (name, row) in &c.rows {
+                if before.rows.get(name).map(|r| (state(r), r.mode.clone())) != Some((state(row), row.mode.clone())) {
+                    lines.push(format!("[{cluster}] registration {name} {} {}", state(row), row.mode));
+                }
+            }
+            for name in before.rows.keys().filter(|n| !c.rows.contains_key(*n)) {
+                lines.push(format!("[{cluster}] registration {name} dropped"));
+            }
+            let phase = |t: &ClusterTruth| t.status.as_ref().and_then(|s| s["phase"].as_str().map(str::to_owned));
+            if phase(c) != phase(&before) {
+                lines.push(format!("[{cluster}] phase {}", phase(c).unwrap_or_default()));
+            }
+            // Condition changes, with the words a person would read.
+            let conditions = |t: &ClusterTruth| -> Vec<(String, String, String, String)> {
+                t.status
+                    .as_ref()
+                    .and_then(|s| s["conditions"].as_array())
+                    .into_iter()
+                    .flatten()
+                    .map(|c| {
+                        let text = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+                        (text("type"), text("status"), text("reason"), text("message"))
+                    })
+                    .collect()
+            };
+            let old = conditions(&before);
+            for (type_, status, reason, message) in conditions(c) {
+                let same = old.iter().any(|(t, s, r, _)| *t == type_ && *s == status && *r == reason);
+                if !same {
+                    lines.push(format!("[{cluster}] condition {type_}={status} {reason}: {message}"));
+                }
+            }
+        }
+        for line in lines {
+            self.trace.record(now, line);
+        }
+    }
+
+    fn violate(&mut self, v: Violation) {
+        self.trace.record(Duration::from_millis(v.at_ms), format!("VIOLATION {v}"));
+        self.lanes.violation(&v);
+        self.violations.push(v);
+    }
+
+    /// Judge what the gate recorded since the last sample.
+    fn judge_gate(&mut self, now: Duration) {
+        let log = self.gate.drain();
+        self.failed_reconciles += log.failed_reconciles.len() as u64;
+        for (cluster, at_ms, timed_out) in &log.rows_answers {
+            let at = Duration::from_millis(*at_ms);
+            if *timed_out {
+                if self.rows_blocked.insert(cluster.clone()) {
+                    self.slow_main.push((cluster.clone(), at, Duration::MAX));
+                }
+            } else if self.rows_blocked.remove(cluster)
+                && let Some(w) =
+                    self.slow_main.iter_mut().rev().find(|(c, _, end)| c == cluster && *end == Duration::MAX)
+            {
+                w.2 = at;
+            }
+        }
+        // The operator's own changes go into the timeline, in the order it made them.
+        let mut acts: Vec<(u64, String)> = log
+            .writes
+            .iter()
+            .filter(|w| !w.what.starts_with("patch status") || !w.bookkeeping)
+            .map(|w| (w.at_ms, format!("[{}] operator: {}", w.cluster, w.what)))
+            .chain(log.queries.iter().filter(|q| !is_probe(&q.query)).map(|q| {
+                (
+                    q.at_ms,
+                    format!("[{}] operator: {} on {}", q.cluster, q.query, q.address.split('.').next().unwrap_or("")),
+                )
+            }))
+            .collect();
+        acts.sort_by_key(|(at, _)| *at);
+        for (at, what) in acts {
+            self.trace.record(Duration::from_millis(at), what);
+        }
+        let mut found = Vec::new();
+        for record in &log.false_writes {
+            found.push(Violation {
+                at_ms: record.at_ms,
+                cluster: record.cluster.clone(),
+                what: format!("the operator wrote a claim that was already false: {}", record.what),
+            });
+        }
+        // Whether a fault concerning the cluster was in force within the quiet time before `at`
+        // (the calm state itself is only sampled every few hundred milliseconds).
+        let disturbed = |cluster: &str, at: Duration| {
+            self.history.iter().any(|(_, start, end, target)| {
+                target.as_deref().is_none_or(|t| t == cluster)
+                    && *start <= at
+                    && end.saturating_add(economy::QUIET) >= at
+            })
+        };
+        let disturbed_at: BTreeMap<(String, u64), bool> = log
+            .writes
+            .iter()
+            .map(|w| (w.cluster.clone(), w.at_ms))
+            .chain(log.reconciles.iter().map(|r| (r.cluster.clone(), r.start_ms)))
+            .map(|(c, at)| ((c.clone(), at), disturbed(&c, Duration::from_millis(at))))
+            .collect();
+        for (name, c) in &mut self.clusters {
+            let queries: Vec<(String, String)> = log
+                .queries
+                .iter()
+                .filter(|q| q.cluster == *name)
+                .map(|q| (q.address.clone(), q.query.clone()))
+                .collect();
+            found.extend(c.routing.queries(now, name, &queries));
+            let main = ClusterNames::new(name.clone(), NAMESPACE).bolt_address(Instance::Write);
+            c.snapshots.issued += queries.iter().filter(|(a, q)| *a == main && q == "CREATE SNAPSHOT").count() as u64;
+            for write in log.writes.iter().filter(|w| w.cluster == *name) {
+                c.cost.api_writes += 1;
+                if disturbed_at.get(&(name.clone(), write.at_ms)).copied().unwrap_or(true) {
+                    continue;
+                }
+                if !write.bookkeeping && c.economy.is_calm() {
+                    c.cost.calm_writes += 1;
+                }
+                found.extend(c.economy.api_write(
+                    Duration::from_millis(write.at_ms),
+                    name,
+                    &write.what,
+                    write.bookkeeping,
+                ));
+            }
+            for r in log.reconciles.iter().filter(|r| r.cluster == *name) {
+                c.cost.reconciles += 1;
+                let own = r.trigger == Trigger::OwnWrite;
+                if own {
+                    c.cost.self_triggered += 1;
+                }
+                if !disturbed_at.get(&(name.clone(), r.start_ms)).copied().unwrap_or(true) {
+                    found.extend(c.economy.reconcile(Duration::from_millis(r.start_ms), name, own));
+                }
+            }
+        }
+        for v in found {
+            self.violate(v);
+        }
+    }
+
+    /// Sample the truth and run every continuous oracle.
+    pub fn check(&mut self, now: Duration, step: Duration) {
+        let truth = self.source.sample();
+        self.record_changes(&truth);
+        self.judge_gate(now);
+        self.reapply_blocks();
+        let names: Vec<String> = self.setups.iter().map(|s| s.name.clone()).collect();
+        let mut found = Vec::new();
+        for name in &names {
+            let Some(c) = truth.clusters.get(name) else { continue };
+            let cond = self.conditions(name);
+            let invalid = self.spec_invalid(name, c);
+            let quiet = self.quiet(name, c, now);
+            let active = self
+                .history
+                .iter()
+                .any(|(_, _, end, t)| *end == Duration::MAX && t.as_deref().is_none_or(|t| t == name));
+            let operator_up = self.operator_up_since.is_some();
+            let Some(state) = self.clusters.get_mut(name) else { continue };
+            found.extend(state.routing.check(&cond, now, step, name, c));
+            found.extend(state.availability.check(&cond, now, step, name, c, self.rows_blocked.contains(name)));
+            found.extend(state.status.check(&cond, now, step, name, c, invalid));
+            let enabled = c.spec.as_ref().is_none_or(|s| s["snapshot"]["enabled"].as_bool() != Some(false));
+            // Every tick of the schedule in force counts (a tick missed while the spec was invalid
+            // may be caught up after); only ticks with nothing in the way must be taken.
+            let schedule = c.spec.as_ref().and_then(|s| s["snapshot"]["schedule"].as_str()).filter(|_| enabled);
+            let takeable = c.write_usable(name) && !invalid && operator_up && !active;
+            state.snapshots.sample(now.saturating_sub(step), now, schedule, takeable);
+            state.economy.sample(now, step, name, c, quiet);
+            if let Ok(mut ledger) = state.ledger.lock() {
+                ledger.protected_now = c.sync_protected();
+            }
+            let lost =
+                c.status.as_ref().and_then(|s| s["conditions"].as_array()).is_some_and(|cs| {
+                    cs.iter().any(|c| c["type"] == "DataDivergence" && c["reason"] == "MainLostData")
+                });
+            state.lost_data_since = if lost { state.lost_data_since.or(Some(now)) } else { None };
+            self.lanes.sample(now, name, c, &state.ledger);
+        }
+        for v in found {
+            self.violate(v);
+        }
+        self.restore_lost_mains(now, &truth);
+        self.last = truth;
+    }
+
+    /// A NetworkPolicy outlives the pod: a blocked port stays blocked across restarts.
+    fn reapply_blocks(&mut self) {
+        for (_, _, undo) in &self.windows {
+            if let Undo::Unblock(pod) = undo
+                && let Some(server) = self.source.server(pod)
+                && !server.is_replication_blocked()
+            {
+                server.set_replication_blocked(true);
+            }
+        }
+    }
+
+    /// What a person does about `MainLostData`, as the condition tells them: stop the most
+    /// advanced replica (its snapshot on exit then holds all it has), copy its data (not its
+    /// replication state) into the write pod's volume, and restart the write pod.
+    fn restore_lost_mains(&mut self, now: Duration, truth: &Truth) {
+        let names: Vec<String> = self.clusters.keys().cloned().collect();
+        for cluster in names {
+            let Some(c) = truth.clusters.get(&cluster) else { continue };
+            let Some(state) = self.clusters.get(&cluster) else { continue };
+            match state.restoring.clone() {
+                // A person cannot restart a pod on a node that does not answer.
+                None if state.volume_lost
+                    && state.lost_data_since.is_some_and(|s| now >= s + PERSON_REACTS)
+                    && !self.kubelet.on_lost_node(&write_pod(&cluster)) =>
+                {
+                    let best = c
+                        .pods
+                        .iter()
+                        .filter(|(name, p)| {
+                            read_index(&cluster, name).is_some() && p.role == Some(Role::Replica) && p.nodes > 0
+                        })
+                        .max_by_key(|(name, p)| (p.ts, std::cmp::Reverse((*name).clone())))
+                        .map(|(name, _)| name.clone());
+                    let Some(source) = best else { continue };
+                    let uid =
+                        self.api.with_object(&Key::new("Pod", NAMESPACE, &source), |p| p["metadata"]["uid"].clone());
+                    self.api.delete_key(&Key::new("Pod", NAMESPACE, &source));
+                    let seen: Vec<String> = c
+                        .pods
+                        .iter()
+                        .map(|(n, p)| format!("{n}: {:?} {} nodes ts {}", p.role, p.nodes, p.ts))
+                        .collect();
+                    self.note(format!(
+                        "a person stops {source} to copy its data into the lost write volume (seen: {})",
+                        seen.join(", ")
+                    ));
+                    if let Some(state) = self.clusters.get_mut(&cluster) {
+                        state.restoring = Some((source, uid.unwrap_or_default()));
+                    }
+                }
+                Some(_) if self.kubelet.on_lost_node(&write_pod(&cluster)) => {}
+                Some((source, uid)) => {
+                    // Copied once the stopped pod is gone (or already replaced).
+                    let current =
+                        self.api.with_object(&Key::new("Pod", NAMESPACE, &source), |p| p["metadata"]["uid"].clone());
+                    if current.as_ref() == Some(&uid) {
+                        continue;
+                    }
+                    let write = write_pod(&cluster);
+                    let from = self.kubelet.volume(NAMESPACE, &format!("data-{source}")).snapshot();
+                    let to = self.kubelet.volume(NAMESPACE, &format!("data-{write}"));
+                    self.kubelet.crash(&mut self.sim, NAMESPACE, &write, &mut self.trace);
+                    to.wipe();
+                    for (path, bytes) in from.iter().filter(|(p, _)| !p.starts_with("replication")) {
+                        if let Err(e) = to.write(path, bytes) {
+                            self.note(format!("restore of {write}: cannot write {path}: {e}"));
+                        }
+                    }
+                    if let Some(state) = self.clusters.get_mut(&cluster) {
+                        state.restoring = None;
+                        state.lost_data_since = None;
+                    }
+                    let ids = self.source.server(&source).map(|s| s.node_count());
+                    self.note(format!(
+                        "a person copies {source}'s data into the volume of {write} and restarts it ({:?}; the new {source} holds {ids:?} nodes)",
+                        from.iter().map(|(p, b)| (p.clone(), b.len())).collect::<Vec<_>>()
+                    ));
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// After the heal phase: which clusters equal a fresh deploy of their final spec.
+    pub fn check_convergence(&mut self, now: Duration, heal_started: Duration) -> bool {
+        let truth = self.source.sample();
+        let mut all = true;
+        let names: Vec<String> = self.setups.iter().map(|s| s.name.clone()).collect();
+        for name in names {
+            let Some(c) = truth.clusters.get(&name) else { continue };
+            let source = self.source.clone();
+            let result = super::oracles::convergence::converged(&self.api, &name, c, |pod| {
+                source.server(pod).map(|s| s.digest())
+            });
+            let Some(state) = self.clusters.get_mut(&name) else { continue };
+            match result {
+                Ok(()) => {
+                    if state.converged_at.is_none() {
+                        state.converged_at = Some(now.saturating_sub(heal_started));
+                        self.trace
+                            .record(now, format!("[{name}] converged: equal to a fresh deploy of the final spec"));
+                    }
+                }
+                Err(e) => {
+                    // A converged cluster that falls apart again counts as not converged.
+                    if state.converged_at.is_some() {
+                        self.trace.record(now, format!("[{name}] no longer converged: {e}"));
+                    }
+                    state.converged_at = None;
+                    state.not_converged = e;
+                    all = false;
+                }
+            }
+        }
+        all
+    }
+
+    /// Whether the operator is frozen after its Nth write: crash it and schedule its restart.
+    pub fn crash_if_frozen(&mut self) {
+        if self.gate.frozen() && self.operator_up_since.is_some() {
+            self.crash_operator();
+            self.note("operator crashed right after an API write".to_owned());
+            let restart = self.now() + Duration::from_millis(500 + self.rng.below(3000));
+            self.history.push((FaultClass::OperatorCrashAfterWrite, self.now(), Duration::MAX, None));
+            self.windows.push((restart, self.history.len() - 1, Undo::Operator));
+        }
+    }
+}

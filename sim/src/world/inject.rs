@@ -1,0 +1,409 @@
+//! Injecting faults into the world and undoing them when their window ends. Targets are picked
+//! when a fault fires, from what exists then, by the fault's own random number.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::clusters;
+use super::driver::World;
+use super::faults::{Fault, FaultClass};
+use super::operator::OPERATOR_HOST;
+use super::run::NAMESPACE;
+use super::truth::write_pod;
+use super::workload;
+use crate::apiserver::{ApiFaults, Key};
+
+/// How to end a fault window.
+#[derive(Debug, Clone)]
+pub enum Undo {
+    /// Heal a two-way partition.
+    Repair(String, String),
+    /// Heal a one-way partition.
+    RepairOneWay(String, String),
+    /// Deliver what a held link kept back.
+    Release(String, String),
+    /// Remove link latency.
+    Latency(String, String),
+    /// Stop the API server's faults.
+    ApiFaults,
+    /// Restart the operator.
+    Operator,
+    /// Resume a frozen pod.
+    Unhang(String),
+    /// Unblock a pod's replication port.
+    Unblock(String),
+    /// Let the admission policy accept changes to the object again.
+    Admit(Key),
+    /// Put back a spec field the invalid-spec fault changed.
+    RestoreSpec {
+        /// The cluster.
+        cluster: String,
+        /// Path of the field under `spec`.
+        path: Vec<&'static str>,
+        /// Its value before (`Null`: absent).
+        value: Value,
+    },
+    /// A lost node answers again, or is deleted (its pod is then recreated elsewhere).
+    NodeBack {
+        /// The pod on it.
+        pod: String,
+        /// Its host.
+        host: String,
+        /// The other hosts it was cut off from.
+        peers: Vec<String>,
+        /// The node is deleted rather than coming back.
+        gone: bool,
+    },
+    /// Nothing to undo.
+    Nothing,
+}
+
+fn field<'a>(value: &'a mut Value, path: &[&str]) -> &'a mut Value {
+    path.iter().fold(value, |v, key| &mut v[*key])
+}
+
+impl World<'_> {
+    fn pick(items: &[String], pick: u64) -> Option<&String> {
+        if items.is_empty() { None } else { items.get(usize::try_from(pick % items.len() as u64).unwrap_or(0)) }
+    }
+
+    /// Inject one fault; returns whether it had a target.
+    pub fn inject(&mut self, fault: &Fault) -> bool {
+        let now = self.now();
+        let until = now + fault.lasts;
+        let cluster = self.cluster_for(fault.pick);
+        let pick = fault.pick >> 4;
+        let pods: Vec<String> = self.pods_of(&cluster).into_iter().filter(|p| !self.kubelet.on_lost_node(p)).collect();
+        let reads: Vec<String> = pods.iter().filter(|p| p.contains("-read-")).cloned().collect();
+        let write = write_pod(&cluster);
+        let write_host = self.host(&write);
+        let (what, undo, target) = match fault.class {
+            FaultClass::PodKill => {
+                let Some(pod) = Self::pick(&pods, pick).cloned() else { return false };
+                if !self.kubelet.crash(&mut self.sim, NAMESPACE, &pod, &mut self.trace) {
+                    return false;
+                }
+                (format!("kill pod {pod}"), Undo::Nothing, Some(cluster.clone()))
+            }
+            FaultClass::PodDelete => {
+                let Some(pod) = Self::pick(&pods, pick).cloned() else { return false };
+                self.api.delete_key(&Key::new("Pod", NAMESPACE, &pod));
+                (format!("delete pod {pod}"), Undo::Nothing, Some(cluster.clone()))
+            }
+            FaultClass::VolumeLoss => {
+                let Some(pod) = Self::pick(&reads, pick).cloned() else { return false };
+                // Never the last copy of the data: the MAIN must hold what this replica holds.
+                let truth = self.source.cluster(&cluster);
+                let main_ts = truth.write(&cluster).filter(|p| p.role == Some(fake_memgraph::Role::Main)).map(|p| p.ts);
+                if main_ts.is_none_or(|ts| truth.pods.get(&pod).is_some_and(|p| p.ts > ts)) {
+                    return false;
+                }
+                self.kubelet.volume(NAMESPACE, &format!("data-{pod}")).wipe();
+                self.kubelet.crash(&mut self.sim, NAMESPACE, &pod, &mut self.trace);
+                (format!("lose the volume of {pod}"), Undo::Nothing, Some(cluster.clone()))
+            }
+            FaultClass::WriteVolumeLoss => {
+                if !pods.contains(&write) {
+                    return false;
+                }
+                // Never the last copy: a replica must hold data, and with a sync mode everything
+                // the MAIN has (under ASYNC the loss is what is measured).
+                let truth = self.source.cluster(&cluster);
+                let main_ts = truth.write(&cluster).map_or(0, |p| p.ts);
+                let asynchronous = truth.mode() == "async";
+                let copy = truth.pods.iter().any(|(name, p)| {
+                    super::truth::read_index(&cluster, name).is_some()
+                        && p.role == Some(fake_memgraph::Role::Replica)
+                        && p.nodes > 0
+                        && (asynchronous || p.ts >= main_ts)
+                });
+                if !copy {
+                    return false;
+                }
+                self.kubelet.volume(NAMESPACE, &format!("data-{write}")).wipe();
+                self.kubelet.crash(&mut self.sim, NAMESPACE, &write, &mut self.trace);
+                if let Some(c) = self.clusters.get_mut(&cluster) {
+                    c.volume_lost = true;
+                }
+                (format!("lose the volume of {write}"), Undo::Nothing, Some(cluster.clone()))
+            }
+            FaultClass::PartitionOperator => {
+                let hosts = self.running_hosts(&pods);
+                let Some(target) = Self::pick(&hosts, pick).cloned() else { return false };
+                self.sim.partition(OPERATOR_HOST, target.clone());
+                let what = format!("partition operator from {target} for {} s", fault.lasts.as_secs());
+                (what, Undo::Repair(OPERATOR_HOST.to_owned(), target), Some(cluster.clone()))
+            }
+            FaultClass::PartitionReplication | FaultClass::Latency => {
+                let hosts = self.running_hosts(&reads);
+                let Some(target) = Self::pick(&hosts, pick).cloned() else { return false };
+                if !self.kubelet.hosts().contains(&write_host) || self.kubelet.on_lost_node(&write) {
+                    return false;
+                }
+                if fault.class == FaultClass::Latency {
+                    let latency = Duration::from_millis(20 + pick % 480);
+                    self.sim.set_link_latency(write_host.clone(), target.clone(), latency);
+                    let what = format!(
+                        "latency {} ms between MAIN and {target} for {} s",
+                        latency.as_millis(),
+                        fault.lasts.as_secs()
+                    );
+                    (what, Undo::Latency(write_host, target), Some(cluster.clone()))
+                } else {
+                    // Held, not dropped: TCP delivers what was sent once the network heals, so a
+                    // blocked RPC completes then (turmoil's partition would lose it for good).
+                    self.sim.hold(write_host.clone(), target.clone());
+                    let what = format!("partition MAIN from {target} for {} s", fault.lasts.as_secs());
+                    (what, Undo::Release(write_host, target), Some(cluster.clone()))
+                }
+            }
+            FaultClass::PartitionOneWay => {
+                let mut ends = vec![OPERATOR_HOST.to_owned()];
+                ends.extend(self.running_hosts(&pods));
+                if ends.len() < 2 {
+                    return false;
+                }
+                let a = usize::try_from(pick % ends.len() as u64).unwrap_or(0);
+                let b = (a + 1 + usize::try_from((pick >> 8) % (ends.len() as u64 - 1)).unwrap_or(0)) % ends.len();
+                let (from, to) = (ends[a].clone(), ends[b].clone());
+                self.sim.partition_oneway(from.clone(), to.clone());
+                let what = format!("one-way partition {from} -> {to} for {} s", fault.lasts.as_secs());
+                (what, Undo::RepairOneWay(from, to), Some(cluster.clone()))
+            }
+            FaultClass::OperatorCrash => {
+                if self.operator_up_since.is_none() {
+                    return false;
+                }
+                self.crash_operator();
+                (format!("crash the operator for {} s", fault.lasts.as_secs()), Undo::Operator, None)
+            }
+            FaultClass::OperatorCrashAfterWrite => {
+                if self.operator_up_since.is_none() {
+                    return false;
+                }
+                let n = 1 + pick % 6;
+                self.gate.crash_after(n);
+                (format!("crash the operator after its next {n} API writes"), Undo::Nothing, None)
+            }
+            FaultClass::StaleView | FaultClass::DroppedNotifications | FaultClass::ApiErrors => {
+                let mut faults = ApiFaults::default();
+                let what = match fault.class {
+                    FaultClass::StaleView => {
+                        let lag = Duration::from_millis(1_000 + pick % 9_000);
+                        faults.stale = Some(lag);
+                        format!("serve the operator a view {} ms old", lag.as_millis())
+                    }
+                    FaultClass::DroppedNotifications => {
+                        faults.drop_notifications = 0.5;
+                        "drop half of the watch notifications".to_owned()
+                    }
+                    _ => {
+                        faults.write_errors = 0.3;
+                        "fail 30% of the operator's API writes".to_owned()
+                    }
+                };
+                self.api.set_faults(faults, pick);
+                (format!("{what} for {} s", fault.lasts.as_secs()), Undo::ApiFaults, None)
+            }
+            FaultClass::Scale => {
+                let replicas = pick % 5;
+                self.edit_spec(&cluster, |s| s["read"]["replicas"] = json!(replicas));
+                (format!("scale read replicas to {replicas}"), Undo::Nothing, Some(cluster.clone()))
+            }
+            FaultClass::ModeChange => {
+                // Only modes the release has: asking 3.4 for STRICT_SYNC is the invalid-spec class.
+                let spec = self.spec_of(&cluster);
+                let version = spec["write"]["image"].as_str().and_then(clusters::version_of).unwrap_or("3.12.0");
+                let mode = match pick % 3 {
+                    0 => "ASYNC",
+                    2 if clusters::has_strict_sync(version) => "STRICT_SYNC",
+                    _ => "SYNC",
+                };
+                self.edit_spec(&cluster, |s| s["replication"]["mode"] = json!(mode));
+                (format!("change replication mode to {mode}"), Undo::Nothing, Some(cluster.clone()))
+            }
+            FaultClass::ScheduleChange => {
+                let schedule = clusters::SCHEDULES[usize::try_from(pick % 4).unwrap_or(0)];
+                self.edit_spec(&cluster, |s| s["snapshot"]["schedule"] = json!(schedule));
+                (format!("change snapshot schedule to '{schedule}'"), Undo::Nothing, Some(cluster.clone()))
+            }
+            FaultClass::StorageChange => {
+                let size = ["10Gi", "20Gi", "50Gi"][usize::try_from(pick % 3).unwrap_or(0)];
+                self.edit_spec(&cluster, |s| s["read"]["storage"] = json!({"size": size}));
+                (format!("change read storage to {size}"), Undo::Nothing, Some(cluster.clone()))
+            }
+            FaultClass::ImageChange => {
+                // Upgrades only: snapshot files are not readable by older releases.
+                let spec = self.spec_of(&cluster);
+                let current = spec["write"]["image"].as_str().and_then(clusters::version_of);
+                let from = clusters::VERSIONS.iter().position(|v| Some(*v) == current).unwrap_or(0);
+                let newer = &clusters::VERSIONS[from..];
+                let version = newer[usize::try_from(pick % newer.len() as u64).unwrap_or(0)];
+                let image = clusters::image(version);
+                self.edit_spec(&cluster, |s| s["write"]["image"] = json!(image));
+                (format!("change image to {image}"), Undo::Nothing, Some(cluster.clone()))
+            }
+            FaultClass::NodeLoss => {
+                let Some(pod) = Self::pick(&pods, pick).cloned() else { return false };
+                let host = self.host(&pod);
+                if !self.kubelet.hosts().contains(&host) {
+                    return false;
+                }
+                let mut peers = vec![OPERATOR_HOST.to_owned()];
+                peers.extend(self.setups.iter().map(|s| workload::host_name(&s.name)));
+                peers.extend(self.kubelet.hosts().into_iter().filter(|h| *h != host));
+                for peer in &peers {
+                    self.sim.hold(host.clone(), peer.clone());
+                }
+                self.kubelet.lose_node(&pod);
+                let gone = pick & 1 == 1;
+                let end = if gone { "then is deleted" } else { "then comes back" };
+                let what = format!("the node of {pod} stops answering for {} s, {end}", fault.lasts.as_secs());
+                (what, Undo::NodeBack { pod, host, peers, gone }, Some(cluster.clone()))
+            }
+            FaultClass::Hung => {
+                let Some(pod) = Self::pick(&pods, pick).cloned() else { return false };
+                let Some(server) = self.source.server(&pod) else { return false };
+                server.set_hung(true);
+                (
+                    format!("freeze Memgraph on {pod} for {} s", fault.lasts.as_secs()),
+                    Undo::Unhang(pod),
+                    Some(cluster.clone()),
+                )
+            }
+            FaultClass::SlowDisk => {
+                // The kubelet was built with slow snapshots and recovery (see `run`).
+                ("snapshots and recovery take time that grows with the data".to_owned(), Undo::Nothing, None)
+            }
+            FaultClass::BlockedReplication => {
+                let Some(pod) = Self::pick(&reads, pick).cloned() else { return false };
+                let Some(server) = self.source.server(&pod) else { return false };
+                server.set_replication_blocked(true);
+                let what = format!("block the replication port of {pod} for {} s", fault.lasts.as_secs());
+                (what, Undo::Unblock(pod), Some(cluster.clone()))
+            }
+            FaultClass::AdmissionRefusal => {
+                let replicas = self.spec_of(&cluster)["read"]["replicas"].as_u64().unwrap_or(0);
+                let index = if replicas == 0 { 0 } else { pick % replicas };
+                let key = match (pick >> 8) % 4 {
+                    0 => Key::new("StatefulSet", NAMESPACE, &format!("{cluster}-read-{index}")),
+                    1 => Key::new("Pod", NAMESPACE, &format!("{cluster}-read-{index}-0")),
+                    2 => Key::new("Service", NAMESPACE, &format!("{cluster}-read")),
+                    _ => Key::new("StatefulSet", NAMESPACE, &format!("{cluster}-write")),
+                };
+                self.api.set_refused(&key, Some(format!("policy refuses changes to {} {}", key.kind, key.name)));
+                let what = format!(
+                    "an admission policy refuses changes to {} {} for {} s",
+                    key.kind,
+                    key.name,
+                    fault.lasts.as_secs()
+                );
+                (what, Undo::Admit(key), Some(cluster.clone()))
+            }
+            FaultClass::InvalidSpec => {
+                // One at a time: a second one would save the first one's bad value as "before".
+                if self
+                    .windows
+                    .iter()
+                    .any(|(_, _, u)| matches!(u, Undo::RestoreSpec { cluster: c, .. } if *c == cluster))
+                {
+                    return false;
+                }
+                let (path, bad, words): (Vec<&'static str>, Value, &str) = match pick % 3 {
+                    0 => (
+                        vec!["snapshot", "schedule"],
+                        json!("every five minutes"),
+                        "a snapshot schedule that is not cron",
+                    ),
+                    1 => {
+                        (vec!["write", "extraArgs"], json!(["--management-port=10011"]), "a flag the operator refuses")
+                    }
+                    _ => (
+                        vec!["auth"],
+                        json!({"secretRef": {"name": "missing-credentials"}}),
+                        "a Secret that does not exist",
+                    ),
+                };
+                let before = field(&mut self.spec_of(&cluster), &path).clone();
+                self.edit_spec(&cluster, |s| *field(s, &path) = bad);
+                let what = format!("apply an invalid spec ({words}) for {} s, then fix it", fault.lasts.as_secs());
+                (what, Undo::RestoreSpec { cluster: cluster.clone(), path, value: before }, Some(cluster.clone()))
+            }
+        };
+        *self.injected.entry(fault.class.name().to_owned()).or_insert(0) += 1;
+        let lasting = !matches!(undo, Undo::Nothing);
+        let end = if lasting { until } else { now };
+        self.history.push((fault.class, now, if lasting { Duration::MAX } else { now }, target));
+        self.bands.push((now, end, what.clone()));
+        if lasting {
+            self.windows.push((until, self.history.len() - 1, undo));
+        }
+        self.note(format!("fault: {what}"));
+        true
+    }
+
+    /// End a fault window.
+    pub fn undo(&mut self, undo: Undo) {
+        match undo {
+            Undo::Repair(a, b) => self.sim.repair(a, b),
+            Undo::RepairOneWay(a, b) => self.sim.repair_oneway(a, b),
+            Undo::Release(a, b) => self.sim.release(a, b),
+            Undo::Latency(a, b) => self.sim.set_link_latency(a, b, Duration::from_millis(1)),
+            Undo::ApiFaults => self.api.set_faults(ApiFaults::default(), 0),
+            Undo::Operator => self.restart_operator(),
+            Undo::Unhang(pod) => {
+                if let Some(server) = self.source.server(&pod) {
+                    server.set_hung(false);
+                }
+            }
+            Undo::Unblock(pod) => {
+                if let Some(server) = self.source.server(&pod) {
+                    server.set_replication_blocked(false);
+                }
+            }
+            Undo::Admit(key) => self.api.set_refused(&key, None),
+            Undo::RestoreSpec { cluster, path, value } => {
+                self.edit_spec(&cluster, |s| {
+                    if value.is_null() {
+                        if let Some((last, parent)) = path.split_last()
+                            && let Some(map) = field(s, parent).as_object_mut()
+                        {
+                            map.remove(*last);
+                        }
+                    } else {
+                        *field(s, &path) = value;
+                    }
+                });
+            }
+            Undo::NodeBack { pod, host, peers, gone } => {
+                if gone {
+                    // Its processes are gone before anything held is delivered.
+                    self.kubelet.remove_lost_node(&mut self.sim, NAMESPACE, &pod, &mut self.trace);
+                }
+                for peer in peers {
+                    self.sim.release(host.clone(), peer);
+                }
+                if !gone {
+                    self.kubelet.restore_node(&pod);
+                    self.note(format!("the node of {pod} answers again"));
+                }
+            }
+            Undo::Nothing => {}
+        }
+    }
+
+    /// End the windows that are over (or all of them).
+    pub fn expire_windows(&mut self, all: bool) {
+        let now = self.now();
+        let (due, keep): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.windows).into_iter().partition(|(end, _, _)| all || *end <= now);
+        self.windows = keep;
+        for (_, index, undo) in due {
+            if let Some(entry) = self.history.get_mut(index) {
+                entry.2 = now;
+            }
+            self.undo(undo);
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! Routing: at most one pod labelled `main`, the write Service only reaches a MAIN, the read
+//! Service only reaches registered, in-sync replicas of the MAIN, and the operator only sends
+//! the queries it may.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use fake_memgraph::Role;
+use memgraph_operator::names::{ClusterNames, Instance};
+
+use super::super::run::NAMESPACE;
+use super::super::truth::{ClusterTruth, read_index, write_pod};
+use super::{Conditions, Lagging, Violation, ms};
+
+/// Routing checks with their memory between samples.
+#[derive(Debug, Default)]
+pub struct Routing {
+    lagging: Lagging,
+    reported: BTreeSet<String>,
+}
+
+impl Routing {
+    /// Time routing claims lagged the truth.
+    pub fn lag_time(&self) -> Duration {
+        self.lagging.lag_time
+    }
+
+    fn once(&mut self, now: Duration, cluster: &str, subject: &str, what: String) -> Option<Violation> {
+        self.reported.insert(format!("{cluster}/{subject}")).then(|| Violation {
+            at_ms: ms(now),
+            cluster: cluster.to_owned(),
+            what,
+        })
+    }
+
+    /// Check one cluster's truth.
+    pub fn check(
+        &mut self,
+        cond: &Conditions,
+        now: Duration,
+        step: Duration,
+        cluster: &str,
+        truth: &ClusterTruth,
+    ) -> Vec<Violation> {
+        let mut out = Vec::new();
+        let mains: Vec<&String> =
+            truth.pods.iter().filter(|(_, p)| p.label.as_deref() == Some("main")).map(|(n, _)| n).collect();
+        if mains.len() > 1 {
+            out.extend(self.once(now, cluster, "two-mains", format!("more than one pod labelled main: {mains:?}")));
+        } else {
+            self.reported.remove(&format!("{cluster}/two-mains"));
+        }
+        let names = ClusterNames::new(cluster, NAMESPACE);
+        for (name, pod) in &truth.pods {
+            // The write Service reaches only the write pod, and only while it is a MAIN with its
+            // data. A pod keeps its labels across container restarts, so a write pod that comes
+            // back empty or demoted still carries `main` until the operator removes it: judged
+            // with the bound, whose clock stops while the operator is down.
+            let write_routed = pod.label.as_deref() == Some("main") && pod.routable();
+            if write_routed && *name != write_pod(cluster) {
+                out.extend(self.once(
+                    now,
+                    cluster,
+                    &format!("write-endpoint {name}"),
+                    format!("write Service routes to {name}, which is not the write pod"),
+                ));
+            }
+            let wrong_main = write_routed && (pod.role != Some(Role::Main) || truth.main_lost_data(cluster));
+            out.extend(self.lagging.claim(
+                cond,
+                now,
+                step,
+                cluster,
+                format!("write-endpoint {name}"),
+                wrong_main,
+                || {
+                    format!(
+                        "write Service routes to {name} (role {:?}, empty while replicas hold data: {})",
+                        pod.role,
+                        truth.main_lost_data(cluster)
+                    )
+                },
+            ));
+            // The read Service reaches only replicas that serve the MAIN's history: never a MAIN
+            // or a diverged replica, and, while clients can write, only replicas registered on
+            // this MAIN and in sync (one that misses the MAIN's writes falls behind them). While
+            // no client can write, a replica of the last MAIN misses nothing acknowledged.
+            let routed = pod.label.as_deref() == Some("replica") && pod.routable();
+            let row = read_index(cluster, name)
+                .map(Instance::Read)
+                .and_then(|i| truth.rows.get(&i.replica_name()).filter(|r| r.address == names.replication_address(i)));
+            let diverged = row.is_some_and(|r| r.state == Some(fake_memgraph::ReplicaState::Diverged));
+            let behind = truth.write_usable(cluster) && !(pod.follows_main && row.is_some_and(|r| r.healthy()));
+            let wrong = routed && (pod.role != Some(Role::Replica) || diverged || behind);
+            out.extend(self.lagging.claim(cond, now, step, cluster, format!("read-endpoint {name}"), wrong, || {
+                format!(
+                    "read Service routes to {name} (role {:?}, follows the MAIN: {}, registration {:?})",
+                    pod.role,
+                    pod.follows_main,
+                    row.map(|r| r.state)
+                )
+            }));
+        }
+        out
+    }
+
+    /// Judge the queries the operator sent to a cluster's instances.
+    pub fn queries(&mut self, now: Duration, cluster: &str, queries: &[(String, String)]) -> Vec<Violation> {
+        let mut out = Vec::new();
+        let read_prefix = format!("{cluster}-read-");
+        for (address, query) in queries {
+            let allowed = query == "SHOW REPLICATION ROLE"
+                || query == "SHOW REPLICAS"
+                || query == "CREATE SNAPSHOT"
+                || query == "MATCH (n) RETURN count(n) AS nodes"
+                || query.starts_with("REGISTER REPLICA read_")
+                || query.starts_with("DROP REPLICA ")
+                || (query == "SET REPLICATION ROLE TO REPLICA WITH PORT 10000" && address.starts_with(&read_prefix));
+            if !allowed {
+                out.extend(self.once(
+                    now,
+                    cluster,
+                    &format!("query {query} {address}"),
+                    format!("operator sent '{query}' to {address}"),
+                ));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,116 @@
+//! The status tells the truth during the run: `phase`, `writeReady`, `mainPod`,
+//! `readyReplicas` and the conditions the operator sets, each within the bound. A condition
+//! that is `Unknown` claims nothing; the operator uses it when it cannot look.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::super::truth::{ClusterTruth, write_pod};
+use super::{Conditions, Lagging, Violation};
+
+/// Status checks with their memory between samples.
+#[derive(Debug, Default)]
+pub struct StatusTruth {
+    lagging: Lagging,
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
+    status["conditions"].as_array()?.iter().find(|c| c["type"].as_str() == Some(type_))
+}
+
+fn condition_is(status: &Value, type_: &str, value: &str) -> bool {
+    condition(status, type_).is_some_and(|c| c["status"].as_str() == Some(value))
+}
+
+impl StatusTruth {
+    /// Time status claims lagged the truth.
+    pub fn lag_time(&self) -> Duration {
+        self.lagging.lag_time
+    }
+
+    /// Check one cluster's status. `spec_invalid` is the world's own knowledge that the spec
+    /// asks for something that cannot be done.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check(
+        &mut self,
+        cond: &Conditions,
+        now: Duration,
+        step: Duration,
+        cluster: &str,
+        truth: &ClusterTruth,
+        spec_invalid: bool,
+    ) -> Vec<Violation> {
+        let Some(status) = truth.status.as_ref().filter(|s| s.is_object()) else { return Vec::new() };
+        let mut out = Vec::new();
+        let mut claim = |subject: &str, wrong: bool, what: String| {
+            out.extend(self.lagging.claim(cond, now, step, cluster, format!("status {subject}"), wrong, || what));
+        };
+        let usable = truth.write_usable(cluster);
+        let ready_replicas = truth.usable_replicas(cluster) as u64;
+        let desired = u64::from(truth.desired());
+        let write = truth.write(cluster);
+        let lost = truth.main_lost_data(cluster);
+
+        // Every claim is judged on every sample (a claim not made now ends its episode).
+        let says_write = status["writeReady"].as_bool() == Some(true);
+        claim(
+            "writeReady",
+            says_write && !usable,
+            "status says writeReady while the write pod cannot take writes".into(),
+        );
+        let main_pod = status["mainPod"].as_str();
+        claim(
+            "mainPod",
+            main_pod.is_some_and(|m| m != write_pod(cluster) || !usable),
+            format!("status names {main_pod:?} the MAIN while it is not usable"),
+        );
+        // WriteReady False is a claim too: the write pod is not ready, not a MAIN, or empty.
+        claim(
+            "WriteReady=False",
+            condition_is(status, "WriteReady", "False") && usable && !lost,
+            "WriteReady is False while the write pod takes writes".into(),
+        );
+        claim(
+            "WriteReady=True",
+            condition_is(status, "WriteReady", "True") && !usable,
+            "WriteReady is True while the write pod cannot take writes".into(),
+        );
+        let claimed = status["readyReplicas"].as_u64().unwrap_or(0);
+        claim(
+            "readyReplicas",
+            claimed > ready_replicas,
+            format!("status claims {claimed} ready replicas while {ready_replicas} are"),
+        );
+        claim(
+            "ReplicasReady",
+            condition_is(status, "ReplicasReady", "True") && ready_replicas < desired,
+            format!("ReplicasReady is True while {ready_replicas} of {desired} are"),
+        );
+        let running = status["phase"].as_str() == Some("Running");
+        claim(
+            "phase",
+            running && (!usable || ready_replicas < desired || spec_invalid),
+            format!("phase Running while the MAIN is usable: {usable}, {ready_replicas} of {desired} replicas ready"),
+        );
+        let diverged = truth.rows.values().any(|r| r.state == Some(fake_memgraph::ReplicaState::Diverged));
+        let divergence_true = condition_is(status, "DataDivergence", "True");
+        // Divergence is found by looking at the MAIN: while it is frozen or on a lost node the
+        // last finding stands, right or wrong.
+        let observable = write.is_some_and(|p| !p.hung && !p.lost_node);
+        claim(
+            "DataDivergence",
+            observable && (diverged || lost) != divergence_true && condition(status, "DataDivergence").is_some(),
+            format!(
+                "DataDivergence is {divergence_true} while a replica diverged: {diverged}, the MAIN lost its data: {lost}"
+            ),
+        );
+        let says_invalid = condition_is(status, "InvalidSpec", "True");
+        claim(
+            "InvalidSpec",
+            condition(status, "InvalidSpec").is_some() && says_invalid != spec_invalid,
+            format!("InvalidSpec is {says_invalid} while the spec is invalid: {spec_invalid}"),
+        );
+        out
+    }
+}
