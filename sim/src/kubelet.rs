@@ -68,15 +68,21 @@ impl LoopbackKubelet {
         self.running.lock().await.get(&Key::new("Pod", namespace, pod)).map(|r| r.handle.clone())
     }
 
-    /// Crash a pod's server (the container dies; the kubelet restarts it on the next sync).
+    /// Crash a pod's server. A real kubelet reports a dead container not ready at once (its
+    /// lifecycle event, not a probe, tells it); it restarts it on the next sync.
     pub async fn kill(&self, namespace: &str, pod: &str) -> bool {
-        match self.running.lock().await.get(&Key::new("Pod", namespace, pod)) {
+        let key = Key::new("Pod", namespace, pod);
+        let killed = match self.running.lock().await.get(&key) {
             Some(r) => {
                 r.handle.kill();
                 true
             }
             None => false,
+        };
+        if killed {
+            self.set_ready(&key, false, None);
         }
+        killed
     }
 
     /// Lose a claim's data.

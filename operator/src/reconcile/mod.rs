@@ -6,6 +6,7 @@ pub mod guard;
 pub mod observe;
 pub mod observed;
 pub mod plan;
+pub mod progress;
 pub mod snapshot_job;
 
 use std::collections::BTreeMap;
@@ -80,6 +81,8 @@ pub struct Memory {
     newest: Mutex<BTreeMap<String, i64>>,
     /// Snapshots running beside the reconciles, and their results.
     pub snapshots: snapshot_job::SnapshotJobs,
+    /// Node counts of replicas while the MAIN cannot report on them.
+    pub progress: progress::Progress,
 }
 
 impl Memory {
@@ -139,6 +142,7 @@ pub async fn reconcile<K: Kube>(
         let stored_now = stored.take().unwrap_or_else(|| current.status.clone().unwrap_or_default());
         let mut observed = observe(kube, bolt, &current).await?;
         observed.snapshot_running = memory.snapshots.running(&uid);
+        memory.progress.note(&mut observed, clock.now());
         let mut plan = plan(&current.spec, &observed, clock.now());
         // What failed in an earlier round waits for its backoff like what failed before.
         let failed_before: Vec<String> =

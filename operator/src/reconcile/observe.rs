@@ -193,5 +193,6 @@ pub async fn observe<K: Kube>(
         pods,
         secrets,
         snapshot_running: false,
+        stalls: BTreeMap::new(),
     })
 }

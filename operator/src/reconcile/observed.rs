@@ -150,4 +150,7 @@ pub struct Observed {
     pub secrets: BTreeMap<String, BTreeSet<String>>,
     /// A snapshot of this cluster is being taken.
     pub snapshot_running: bool,
+    /// Replicas whose node count stood still while the MAIN could not report on them (filled
+    /// by [`super::progress::Progress::note`]).
+    pub stalls: BTreeMap<u32, super::progress::Stall>,
 }

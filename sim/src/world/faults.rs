@@ -174,8 +174,13 @@ impl Schedule {
             let i = usize::try_from(rng.below(allowed.len() as u64)).unwrap_or(0);
             classes.push(allowed[i]);
         }
-        // Mean gap between faults: 3 s (intense) to 20 s (calm).
-        let mean_gap_ms = 3_000 + rng.below(17_000);
+        // Mean gap between faults: 3 s (intense) to 20 s (calm), but dense enough that a run
+        // asked for every class has room for each of them at least once.
+        let mut mean_gap_ms = 3_000 + rng.below(17_000);
+        if every_class {
+            let room = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX).saturating_sub(10_000);
+            mean_gap_ms = mean_gap_ms.min((room / (classes.len() as u64 + 1)).max(1_000));
+        }
         let mut faults = Vec::new();
         // Slow disks are a property of the whole run, set from the start.
         if classes.contains(&FaultClass::SlowDisk) {
@@ -188,9 +193,14 @@ impl Schedule {
         }
         let recurring: Vec<FaultClass> = classes.iter().copied().filter(|c| *c != FaultClass::SlowDisk).collect();
         let mut at = Duration::from_millis(5_000 + rng.below(5_000));
+        // With every class asked for, the first faults are each class once in a random order.
+        let mut first_round: Vec<FaultClass> = if every_class { recurring.clone() } else { Vec::new() };
         while at < duration && !recurring.is_empty() {
-            let i = usize::try_from(rng.below(recurring.len() as u64)).unwrap_or(0);
-            let class = recurring[i];
+            let class = if first_round.is_empty() {
+                recurring[usize::try_from(rng.below(recurring.len() as u64)).unwrap_or(0)]
+            } else {
+                first_round.swap_remove(usize::try_from(rng.below(first_round.len() as u64)).unwrap_or(0))
+            };
             // A lost node stays lost for up to two minutes; other windows last 1 to 16 s.
             let lasts = match class {
                 FaultClass::NodeLoss => Duration::from_millis(20_000 + rng.below(100_000)),

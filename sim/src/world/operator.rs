@@ -123,9 +123,9 @@ pub struct Gate {
     crash_after: Mutex<Option<u64>>,
     frozen: AtomicBool,
     truth: TruthSource,
-    /// Per cluster: the truth when the operator last looked (read the cluster or got an answer to
-    /// `SHOW REPLICAS`), and the spec it read.
-    rounds: Mutex<BTreeMap<String, (ClusterTruth, Value)>>,
+    /// Per cluster: the truth at the instants the operator looked in its current round (when it
+    /// read the cluster, and when its latest answer to `SHOW REPLICAS` came), and the spec it read.
+    rounds: Mutex<BTreeMap<String, (Vec<ClusterTruth>, Value)>>,
     log: Mutex<GateLog>,
 }
 
@@ -199,7 +199,9 @@ impl Gate {
         lock(&self.log).writes.push(WriteRecord { at_ms: now_ms(), cluster: cluster.to_owned(), what, bookkeeping });
     }
 
-    /// The strict check: false now and false when the operator last looked.
+    /// The strict check: false now and at every instant the operator looked in this round. A
+    /// fact that held at any of them (the pod answered before it crashed, say) could have been
+    /// what the operator saw.
     fn judge(&self, cluster: &str, false_in: impl Fn(&ClusterTruth, Option<&Value>) -> Option<String>) {
         let now = self.truth.cluster(cluster);
         let Some(what) = ({
@@ -209,8 +211,9 @@ impl Gate {
         }) else {
             return;
         };
-        let was_false =
-            lock(&self.rounds).get(cluster).is_none_or(|(start, spec)| false_in(start, Some(spec)).is_some());
+        let was_false = lock(&self.rounds)
+            .get(cluster)
+            .is_none_or(|(looks, spec)| looks.iter().all(|t| false_in(t, Some(spec)).is_some()));
         if was_false {
             lock(&self.log).false_writes.push(FalseWrite { at_ms: now_ms(), cluster: cluster.to_owned(), what });
         }
@@ -243,9 +246,6 @@ fn status_changes(old: &Value, new: &Value) -> String {
                                 .into_iter()
                                 .filter(|k| field(before, k) != c[*k])
                                 .collect();
-                        if std::env::var_os("SIM_DEBUG_MESSAGES").is_some() {
-                            eprintln!("DEBUG {}: {}", c["type"], c["message"]);
-                        }
                         changed.push(format!(
                             "condition {} {}",
                             c["type"].as_str().unwrap_or_default(),
@@ -290,7 +290,7 @@ impl Kube for GatedKube {
             // A round starts by reading the cluster: remember what it read and the truth then.
             let spec = serde_json::to_value(object).map(|v| v["spec"].clone()).unwrap_or_default();
             let truth = self.gate.truth.cluster(name);
-            lock(&self.gate.rounds).insert(name.to_owned(), (truth, spec));
+            lock(&self.gate.rounds).insert(name.to_owned(), (vec![truth], spec));
         }
         result
     }
@@ -424,8 +424,9 @@ impl Bolt for GatedBolt {
         // What the operator has seen of the registrations is what it had when this answer came.
         if query == "SHOW REPLICAS" && result.is_ok() {
             let truth = self.gate.truth.cluster(&cluster);
-            if let Some(round) = lock(&self.gate.rounds).get_mut(&cluster) {
-                round.0 = truth;
+            if let Some((looks, _)) = lock(&self.gate.rounds).get_mut(&cluster) {
+                looks.truncate(1);
+                looks.push(truth);
             }
         }
         result

@@ -12,11 +12,11 @@ use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
 
-use super::{INVALID_GRACE, Planner, ROUTE_GRACE};
+use super::{INVALID_GRACE, Planner, ROUTE_GRACE, STALL_GRACE};
 use crate::api::{DataDurability, ReplicationMode};
 use crate::memgraph::{ReplicaRow, ReplicaStatus};
-use crate::names::Instance;
-use crate::reconcile::observed::{MemgraphState, Observed, PodState};
+use crate::names::{ClusterNames, Instance};
+use crate::reconcile::observed::{MemgraphState, ObjectKey, ObjectKind, Observed, PodState};
 
 /// The write instance.
 #[derive(Debug, Clone, PartialEq)]
@@ -230,8 +230,9 @@ fn replica_facts(p: &Planner<'_>, main: &MainFacts, index: u32, desired: bool) -
     } else if behind_peers(obs, main, pod) {
         Route::No
     } else if rows.is_none() {
-        // Nothing new is known; what was last known still counts once its grace is over.
-        if out_of_sync_for(ROUTE_GRACE) { Route::No } else { Route::Unknown }
+        // The MAIN says nothing new; what was last known still counts once its grace is over,
+        // and so does a count that stood still while the MAIN's moved.
+        if out_of_sync_for(ROUTE_GRACE) || stalled(p, index, ready_replica) { Route::No } else { Route::Unknown }
     } else if row.is_none() || !address_ok || data.is_none() || diverged {
         Route::No
     } else if healthy_row {
@@ -256,7 +257,13 @@ fn replica_facts(p: &Planner<'_>, main: &MainFacts, index: u32, desired: bool) -
         && !diverged
         && data.is_some()
         && elapsed(out_of_sync_since, p.now, degrade_after);
-    let problem = (!in_sync).then(|| replica_problem(desired, pod, ready, state, row.as_ref(), address_ok, main));
+    let problem = (!in_sync).then(|| match stalled(p, index, ready_replica) {
+        true => format!(
+            "the MAIN cannot report on it, and its node count stood still for over {} s while the MAIN's moved: it stopped applying the MAIN's writes",
+            STALL_GRACE.as_secs()
+        ),
+        false => replica_problem(desired, pod, ready, state, row.as_ref(), address_ok, main),
+    });
     ReplicaFacts {
         desired,
         row,
@@ -274,6 +281,11 @@ fn replica_facts(p: &Planner<'_>, main: &MainFacts, index: u32, desired: bool) -
         degrade,
         diverged,
     }
+}
+
+/// The replica stopped applying the MAIN's writes, counted while the MAIN could not say so.
+fn stalled(p: &Planner<'_>, index: u32, ready_replica: bool) -> bool {
+    ready_replica && p.obs.stalls.get(&index).is_some_and(|s| s.stopped_following(p.now, STALL_GRACE))
 }
 
 /// While the MAIN has lost its data it cannot say which replica is in sync, but the replicas
@@ -336,41 +348,39 @@ fn was_lost(obs: &Observed) -> bool {
 fn empty_main(obs: &Observed, pod: &PodState, nodes: Option<i64>) -> Option<MainFacts> {
     let reads: Vec<&PodState> =
         obs.pods.iter().filter(|(i, _)| matches!(i, Instance::Read(_))).map(|(_, p)| p).collect();
-    if reads.is_empty() {
+    // A read StatefulSet without its pod (deleted, evicted, not yet scheduled) keeps its claim,
+    // which may hold the data: it counts as a read pod that cannot be checked.
+    let podless = podless_reads(obs);
+    if reads.is_empty() && podless.is_empty() {
         return None;
     }
-    match nodes {
-        Some(0) => {}
-        Some(_) => return None,
-        None => {
-            return Some(MainFacts::Unreachable(format!(
-                "could not count the data of {}, which has no replicas",
-                pod.name
-            )));
-        }
-    }
+    let Some(held) = nodes else {
+        return Some(MainFacts::Unreachable(format!(
+            "could not count the data of {}, which has no replicas",
+            pod.name
+        )));
+    };
+    // A replica holding more than a MAIN that has no registrations has what the MAIN lost: its
+    // volume went and it restarted, and clients may even have written to it before the
+    // operator (down at the time) could take its label away.
     let holding: Vec<&str> =
-        reads.iter().filter(|p| p.memgraph.nodes().is_some_and(|n| n > 0)).map(|p| p.name.as_str()).collect();
+        reads.iter().filter(|p| p.memgraph.nodes().is_some_and(|n| n > held)).map(|p| p.name.as_str()).collect();
+    if held > 0 {
+        return (!holding.is_empty()).then(|| lost_data(pod, &holding.join(", ")));
+    }
     // Read pods whose data could not be counted: not ready, or not answering. Any of them may
     // hold the data the MAIN lost.
-    let unknown: Vec<&str> = reads.iter().filter(|p| p.memgraph.nodes().is_none()).map(|p| p.name.as_str()).collect();
+    let mut unknown: Vec<&str> =
+        reads.iter().filter(|p| p.memgraph.nodes().is_none()).map(|p| p.name.as_str()).collect();
+    unknown.extend(podless.iter().map(String::as_str));
     let was_lost = was_lost(obs);
-    let lost = |held: String| {
-        MainFacts::LostData(format!(
-            "the write pod {} is an empty MAIN with no replicas while {held} hold data; its volume was probably lost. \
-             The operator will not route writes to it or register replicas on it. Recover the data: restore a backup \
-             into the write volume, or stop the most up-to-date replica (its snapshot on exit then holds all it has), \
-             copy its data directory without replication/ into the write volume, and delete the write pod",
-            pod.name
-        ))
-    };
     if !holding.is_empty() {
-        return Some(lost(holding.join(", ")));
+        return Some(lost_data(pod, &holding.join(", ")));
     }
     // A loss found before stands until every read pod has been seen empty.
-    let all_seen_empty = reads.iter().all(|p| p.memgraph.nodes() == Some(0));
+    let all_seen_empty = podless.is_empty() && reads.iter().all(|p| p.memgraph.nodes() == Some(0));
     if was_lost && !all_seen_empty {
-        return Some(lost("read pods that cannot be checked now".to_owned()));
+        return Some(lost_data(pod, "read pods that cannot be checked now"));
     }
     if unknown.is_empty() {
         return None;
@@ -380,6 +390,29 @@ fn empty_main(obs: &Observed, pod: &PodState, nodes: Option<i64>) -> Option<Main
         pod.name,
         unknown.join(", ")
     )))
+}
+
+/// The MAIN lost data that `holders` have: what to tell the user.
+fn lost_data(pod: &PodState, holders: &str) -> MainFacts {
+    MainFacts::LostData(format!(
+        "the write pod {} is a MAIN with no replicas that holds less than {holders}; its volume was probably lost. \
+         The operator will not route writes to it or register replicas on it. Recover the data: restore a backup \
+         into the write volume, or stop the most up-to-date replica (its snapshot on exit then holds all it has), \
+         copy its data directory without replication/ into the write volume, and delete the write pod",
+        pod.name
+    ))
+}
+
+/// Pods of desired read replicas whose StatefulSet exists but whose pod does not.
+fn podless_reads(obs: &Observed) -> Vec<String> {
+    let names = ClusterNames::new(obs.cluster.name.clone(), obs.cluster.namespace.clone());
+    let desired = u32::try_from(obs.spec.read.replicas).unwrap_or(0);
+    (0..desired)
+        .map(Instance::Read)
+        .filter(|i| !obs.pods.contains_key(i))
+        .filter(|i| obs.objects.contains_key(&ObjectKey::new(ObjectKind::StatefulSet, names.statefulset(*i))))
+        .map(|i| names.pod(i))
+        .collect()
 }
 
 fn replica_problem(

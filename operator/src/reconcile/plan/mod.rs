@@ -38,6 +38,10 @@ pub const INVALID_GRACE: Duration = Duration::from_secs(60);
 /// replica `invalid` for a missed transaction or a heartbeat blip and recovers it within a
 /// second or two; removing the label at once would make reads flap.
 pub const ROUTE_GRACE: Duration = Duration::from_secs(3);
+/// How long a replica's node count may stand still while the MAIN's moves, with the MAIN unable
+/// to report on it, before its label goes. A healthy replica follows within milliseconds; the
+/// grace spans at least two looks, so one count taken mid-transaction is not enough.
+pub const STALL_GRACE: Duration = Duration::from_secs(10);
 /// Requeue while the cluster is converging.
 pub const REQUEUE_BUSY: Duration = Duration::from_secs(5);
 /// Upper bound on the requeue of a healthy cluster. `SHOW REPLICAS` is the only way to see a

@@ -112,6 +112,7 @@ fn fresh(replicas: i32) -> (MemgraphClusterSpec, Observed) {
         pods,
         secrets: BTreeMap::new(),
         snapshot_running: false,
+        stalls: BTreeMap::new(),
     };
     (spec, obs)
 }
@@ -478,6 +479,100 @@ fn an_empty_main_is_never_used_while_replicas_hold_data() {
     assert_eq!(obs.status.phase, crate::api::Phase::Failed);
     assert_eq!(condition(&obs, "DataDivergence").reason, "MainLostData");
     assert_eq!(condition(&obs, "WriteReady").reason, "DataLossRisk");
+}
+
+/// The write volume was lost while the operator was down, and clients wrote to the empty MAIN
+/// before its label could go (seed 1008): it holds data, but less than a replica.
+#[test]
+fn a_main_without_registrations_holding_less_than_a_replica_lost_data() {
+    let (spec, mut obs) = healthy(2);
+    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
+        MemgraphState::Main { replicas: Some(Ok(vec![])), nodes: Some(3) };
+    obs.pods.get_mut(&Instance::Read(0)).expect("pod").memgraph = MemgraphState::Replica { nodes: Some(480) };
+    obs.pods.get_mut(&Instance::Read(1)).expect("pod").memgraph = MemgraphState::Replica { nodes: Some(2) };
+    let plan = plan(&spec, &obs, now());
+    let k = kinds(&plan);
+    assert!(k.contains(&"Label c-write-0 -".to_owned()), "{k:?}");
+    assert!(!k.iter().any(|a| a.starts_with("Register")), "{k:?}");
+    apply(&spec, &mut obs, &plan);
+    assert_eq!(condition(&obs, "DataDivergence").reason, "MainLostData");
+    assert!(condition(&obs, "DataDivergence").message.contains("c-read-0-0"));
+}
+
+/// Scaling up from no replicas: a MAIN with data and no registrations, whose new read pods
+/// cannot be counted yet, keeps taking writes.
+#[test]
+fn a_main_with_data_does_not_wait_for_uncounted_read_pods() {
+    let (spec, mut obs) = healthy(2);
+    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
+        MemgraphState::Main { replicas: Some(Ok(vec![])), nodes: Some(50) };
+    for i in 0..2 {
+        obs.pods.get_mut(&Instance::Read(i)).expect("pod").memgraph = MemgraphState::Replica { nodes: None };
+    }
+    let plan = plan(&spec, &obs, now());
+    let k = kinds(&plan);
+    assert!(!k.contains(&"Label c-write-0 -".to_owned()), "{k:?}");
+    assert!(k.iter().any(|a| a.starts_with("Register read_0")), "{k:?}");
+}
+
+/// A read pod that does not exist (deleted, not yet recreated) may hold the data an empty MAIN
+/// lost: its StatefulSet keeps the claim (seed 21).
+#[test]
+fn an_empty_main_waits_for_a_read_pod_that_does_not_exist() {
+    let (spec, mut obs) = healthy(2);
+    obs.objects = desired_objects(&spec, &obs.cluster);
+    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
+        MemgraphState::Main { replicas: Some(Ok(vec![])), nodes: Some(0) };
+    obs.pods.get_mut(&Instance::Read(0)).expect("pod").memgraph = MemgraphState::Replica { nodes: Some(0) };
+    obs.pods.remove(&Instance::Read(1));
+    let waiting = plan(&spec, &obs, now());
+    let k = kinds(&waiting);
+    assert!(!k.iter().any(|a| a.starts_with("Register") || a == "CreateSnapshot"), "{k:?}");
+    apply(&spec, &mut obs, &waiting);
+    let c = condition(&obs, "WriteReady");
+    assert_ne!(c.status, "True", "{}", c.message);
+    assert!(c.message.contains("c-read-1-0"), "{}", c.message);
+
+    // A loss found before stands while that pod is away, even though every pod seen is empty.
+    let (spec, mut obs) = healthy(2);
+    obs.objects = desired_objects(&spec, &obs.cluster);
+    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
+        MemgraphState::Main { replicas: Some(Ok(vec![])), nodes: Some(0) };
+    obs.pods.get_mut(&Instance::Read(0)).expect("pod").memgraph = MemgraphState::Replica { nodes: Some(90) };
+    let found = plan(&spec, &obs, now());
+    apply(&spec, &mut obs, &found);
+    assert_eq!(condition(&obs, "DataDivergence").reason, "MainLostData");
+    obs.pods.remove(&Instance::Read(0));
+    obs.pods.get_mut(&Instance::Read(1)).expect("pod").memgraph = MemgraphState::Replica { nodes: Some(0) };
+    let later = plan(&spec, &obs, now());
+    apply(&spec, &mut obs, &later);
+    assert_eq!(condition(&obs, "DataDivergence").reason, "MainLostData");
+    assert!(!kinds(&later).iter().any(|a| a.starts_with("Register")));
+}
+
+/// 2.21–3.0 block `SHOW REPLICAS` on a stuck replica: the node counts show which replica stopped
+/// following the MAIN, and only its label goes.
+#[test]
+fn a_replica_that_stopped_following_loses_its_label_while_the_main_cannot_say() {
+    let (spec, mut obs) = healthy(2);
+    assert_eq!(obs.pods[&Instance::Read(1)].role_label.as_deref(), Some("replica"));
+    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
+        MemgraphState::Main { replicas: Some(Err("timed out".into())), nodes: Some(100) };
+    obs.pods.get_mut(&Instance::Read(0)).expect("pod").memgraph = MemgraphState::Replica { nodes: Some(100) };
+    obs.pods.get_mut(&Instance::Read(1)).expect("pod").memgraph = MemgraphState::Replica { nodes: Some(60) };
+    let stall = crate::reconcile::progress::Stall {
+        nodes: 60,
+        since: now() - std::time::Duration::from_secs(5),
+        main_then: 60,
+        main_now: 100,
+    };
+    obs.stalls.insert(1, stall.clone());
+    let early = kinds(&plan(&spec, &obs, now()));
+    assert!(!early.iter().any(|a| a.starts_with("Label")), "within the grace: {early:?}");
+    obs.stalls.insert(1, crate::reconcile::progress::Stall { since: now() - STALL_GRACE * 2, ..stall });
+    let k = kinds(&plan(&spec, &obs, now()));
+    assert!(k.contains(&"Label c-read-1-0 -".to_owned()), "{k:?}");
+    assert!(!k.iter().any(|a| a == "Label c-read-0-0 -" || a == "Label c-write-0 -"), "{k:?}");
 }
 
 #[test]

@@ -144,8 +144,8 @@ impl Lagging {
             return None;
         }
         self.lag_time += step;
-        let up = cond.operator_up_since?;
         let started = *self.since.entry(key.clone()).or_insert(now);
+        let up = cond.operator_up_since?;
         let clock_from = started.max(up);
         let (bound, _) = cond.bound(started, now);
         if now.saturating_sub(clock_from) > bound && self.reported.insert(key) {

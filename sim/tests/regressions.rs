@@ -1,0 +1,96 @@
+//! Seeds that once showed a bug, kept so the bug stays fixed. Each replays exactly the run that
+//! failed (same seed, same fault classes, same durations) and must now satisfy every oracle.
+//! The replay command for a failure is printed with it.
+
+use std::time::Duration;
+
+use sim::world::faults::FaultClass;
+use sim::world::run::{RunConfig, run};
+
+/// The `sim` command line's defaults: what `just sim` and `sim --runs N --first-seed M` run.
+fn sweep_default(seed: u64) -> RunConfig {
+    RunConfig { seed, duration: Duration::from_secs(600), heal: Duration::from_secs(180), ..RunConfig::default() }
+}
+
+/// A run of every listed class, as `sim --seed N --every-class --faults ...` runs it.
+fn targeted(seed: u64, classes: &str, duration: u64, heal: u64) -> RunConfig {
+    let classes = classes.split(',').map(|c| c.parse::<FaultClass>().unwrap_or_else(|e| panic!("{e}"))).collect();
+    RunConfig {
+        seed,
+        duration: Duration::from_secs(duration),
+        heal: Duration::from_secs(heal),
+        classes,
+        every_class: true,
+        ..RunConfig::default()
+    }
+}
+
+fn replay(config: &RunConfig) {
+    let report = run(config);
+    let classes: Vec<&str> = config.classes.iter().map(|c| c.name()).collect();
+    assert!(
+        report.violations.is_empty() && report.convergence_ms.is_some(),
+        "seed {} violated: {:#?}\nreplay: cargo run --release -p sim -- --seed {} --duration {} --heal {}{} --faults {} --timeline --svg seed.svg",
+        report.seed,
+        report.violations,
+        report.seed,
+        config.duration.as_secs(),
+        config.heal.as_secs(),
+        if config.every_class { " --every-class" } else { "" },
+        classes.join(",")
+    );
+}
+
+macro_rules! regression {
+    ($($name:ident: $config:expr;)*) => {
+        $(
+            #[test]
+            fn $name() {
+                replay(&$config);
+            }
+        )*
+    };
+}
+
+const SCALE_UNDER_STALE_VIEWS: &str = "pod-delete,image-change,stale-view,scale,dropped-notifications";
+const NODE_AND_PARTITION: &str = "pod-kill,pod-delete,volume-loss,partition-operator,partition-replication,\
+partition-one-way,node-loss,hung,slow-disk,blocked-replication,admission-refusal,invalid-spec";
+const WRITE_VOLUME_AND_SPEC: &str = "pod-kill,pod-delete,volume-loss,partition-operator,partition-replication,\
+partition-one-way,scale,mode-change,schedule-change,image-change,storage-change,write-volume-loss";
+
+regression! {
+    // Replicas invalid behind partitions, the operator crashing before its idle requeue; later
+    // also the write volume lost while the operator was down, and clients writing to the empty
+    // MAIN before its label could go: it held data, but less than the replicas.
+    seed_1008_write_volume_lost_while_the_operator_is_down: sweep_default(1008);
+    // A pod crashed between the operator's look and its label write: not the operator's fault.
+    seed_1027_a_crash_between_look_and_write: sweep_default(1027);
+    // A scale-up served as a stale view: the operator dropped wanted, healthy replicas.
+    seed_5055_no_drop_on_a_stale_view: targeted(5055, SCALE_UNDER_STALE_VIEWS, 600, 180);
+    seed_5091_no_drop_on_a_stale_view: targeted(5091, SCALE_UNDER_STALE_VIEWS, 600, 180);
+    // The drop oracle once judged against the newest spec, not the one the operator acted on.
+    seed_5004_drops_are_judged_against_the_acted_spec: targeted(5004, SCALE_UNDER_STALE_VIEWS, 600, 180);
+    // 2.21 blocks SHOW REPLICAS behind a one-way partition; a replica that stopped following
+    // kept its label until node counts were used as evidence.
+    seed_31_a_stalled_replica_while_show_replicas_blocks: targeted(31, NODE_AND_PARTITION, 150, 150);
+    // The only replica holding data was deleted while the write volume was lost: the empty MAIN
+    // took writes because the missing pod did not count as possibly holding data.
+    seed_21_a_deleted_replica_still_holds_the_data: targeted(21, WRITE_VOLUME_AND_SPEC, 150, 150);
+    // Found by the default sweep while its oracles were being written: routes removed on the
+    // operator's own blindness, snapshot loops, self-triggered reconciles, SYNC stalls.
+    seed_1_default_sweep: sweep_default(1);
+    seed_3_default_sweep: sweep_default(3);
+    seed_5_default_sweep: sweep_default(5);
+    seed_7_default_sweep: sweep_default(7);
+    seed_10_default_sweep: sweep_default(10);
+    seed_12_default_sweep: sweep_default(12);
+    seed_15_default_sweep: sweep_default(15);
+    seed_18_default_sweep: sweep_default(18);
+    seed_45_default_sweep: sweep_default(45);
+    seed_59_default_sweep: sweep_default(59);
+    seed_62_default_sweep: sweep_default(62);
+    seed_70_default_sweep: sweep_default(70);
+    seed_74_default_sweep: sweep_default(74);
+    seed_87_default_sweep: sweep_default(87);
+    seed_96_default_sweep: sweep_default(96);
+}
