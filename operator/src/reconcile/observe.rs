@@ -166,8 +166,12 @@ pub async fn observe<K: Kube>(
         pods.get(&Instance::Write).map(|p| &p.memgraph),
         Some(MemgraphState::Main { replicas: Some(Err(_)), .. })
     );
+    // A write pod that cannot report on its replicas at all (not ready, not answering, not a
+    // MAIN): the replicas' counts, compared with each other, still show one that stopped
+    // following (see `progress`).
+    let main_silent = !matches!(pods.get(&Instance::Write).map(|p| &p.memgraph), Some(MemgraphState::Main { .. }));
     let read_pods = pods.keys().any(|i| matches!(i, Instance::Read(_)));
-    if main_without_replicas && read_pods && !meta.deleting {
+    if (main_without_replicas || main_silent) && read_pods && !meta.deleting {
         let counted: Vec<Instance> = pods
             .iter()
             .filter(|(_, pod)| matches!(pod.memgraph, MemgraphState::Main { .. } | MemgraphState::Replica { .. }))

@@ -27,15 +27,23 @@ pub struct Stall {
     pub main_then: i64,
     /// The MAIN's node count now.
     pub main_now: i64,
+    /// The MAIN could not be counted: `main_then` and `main_now` are the most any other
+    /// replica held (the MAIN holds at least what its replicas received).
+    pub peers: bool,
 }
 
 impl Stall {
     /// Whether the MAIN moved on while the replica stood still, for at least `grace`.
     pub fn stopped_following(&self, now: Timestamp, grace: std::time::Duration) -> bool {
         let stood = now.duration_since(self.since).as_secs();
-        self.main_now != self.main_then
-            && self.nodes != self.main_now
-            && stood >= i64::try_from(grace.as_secs()).unwrap_or(i64::MAX)
+        let behind = if self.peers {
+            // Another replica had writes this one lacked when the watch started and still has
+            // more: a replica that follows would have received them within milliseconds.
+            self.nodes < self.main_then && self.nodes < self.main_now
+        } else {
+            self.main_now != self.main_then && self.nodes != self.main_now
+        };
+        behind && stood >= i64::try_from(grace.as_secs()).unwrap_or(i64::MAX)
     }
 }
 
@@ -46,6 +54,7 @@ struct Track {
     nodes: i64,
     since: Timestamp,
     main_then: i64,
+    peers: bool,
 }
 
 /// Per cluster (by uid) and read index, what each counted replica was last seen holding.
@@ -61,14 +70,35 @@ impl Progress {
         let Ok(mut tracks) = self.tracks.lock() else { return };
         let uid = obs.cluster.uid.clone();
         let main = obs.pods.get(&Instance::Write).map(|p| &p.memgraph);
-        let main_now = match main {
-            Some(MemgraphState::Main { replicas: Some(Err(_)), nodes: Some(n) }) => *n,
-            _ => {
-                tracks.remove(&uid);
-                obs.stalls.clear();
-                return;
-            }
+        // The MAIN's registrations are the better evidence; without them, its count, and
+        // without that, what the other replicas hold.
+        let main_count = match main {
+            Some(MemgraphState::Main { replicas: Some(Ok(_)), .. }) => None,
+            Some(MemgraphState::Main { nodes: Some(n), .. }) => Some(Some(*n)),
+            _ => Some(None),
         };
+        let Some(main_count) = main_count else {
+            tracks.remove(&uid);
+            obs.stalls.clear();
+            return;
+        };
+        // A replica status once found diverged holds writes the MAIN does not: no yardstick.
+        let diverged: Vec<String> = obs
+            .status
+            .validation
+            .iter()
+            .flat_map(|v| v.replicas.iter())
+            .filter(|r| r.state.as_deref() == Some("diverged"))
+            .map(|r| r.name.clone())
+            .collect();
+        let counts: BTreeMap<u32, i64> = obs
+            .pods
+            .iter()
+            .filter_map(|(instance, pod)| match (instance, &pod.memgraph) {
+                (Instance::Read(index), MemgraphState::Replica { nodes: Some(n) }) => Some((*index, *n)),
+                _ => None,
+            })
+            .collect();
         let cluster = tracks.entry(uid).or_default();
         let mut seen = Vec::new();
         for (instance, pod) in &obs.pods {
@@ -76,21 +106,45 @@ impl Progress {
             else {
                 continue;
             };
+            let peer_most = counts
+                .iter()
+                .filter(|(i, _)| *i != index && !diverged.contains(&Instance::Read(**i).status_name()))
+                .map(|(_, n)| *n)
+                .max();
+            let (reference, peers) = match (main_count, peer_most) {
+                (Some(n), _) => (n, false),
+                (None, Some(n)) => (n, true),
+                (None, None) => continue,
+            };
             seen.push(*index);
             let fresh = Track {
                 pod_uid: pod.uid.clone(),
                 restarts: pod.restarts,
                 nodes: *nodes,
                 since: now,
-                main_then: main_now,
+                main_then: reference,
+                peers,
             };
             let track = cluster.entry(*index).or_insert_with(|| fresh.clone());
-            // A new pod, a restarted container or a moved count starts the watch again.
-            if track.pod_uid != pod.uid || track.restarts != pod.restarts || track.nodes != *nodes {
+            // A new pod, a restarted container, a moved count or another yardstick starts the
+            // watch again.
+            if track.pod_uid != pod.uid
+                || track.restarts != pod.restarts
+                || track.nodes != *nodes
+                || track.peers != peers
+            {
                 *track = fresh;
             }
-            obs.stalls
-                .insert(*index, Stall { nodes: track.nodes, since: track.since, main_then: track.main_then, main_now });
+            obs.stalls.insert(
+                *index,
+                Stall {
+                    nodes: track.nodes,
+                    since: track.since,
+                    main_then: track.main_then,
+                    main_now: reference,
+                    peers,
+                },
+            );
         }
         cluster.retain(|index, _| seen.contains(index));
     }
@@ -108,7 +162,7 @@ mod tests {
 
     #[test]
     fn a_replica_standing_still_while_the_main_moves_has_stopped_following() {
-        let stall = Stall { nodes: 10, since: at(0), main_then: 12, main_now: 20 };
+        let stall = Stall { nodes: 10, since: at(0), main_then: 12, main_now: 20, peers: false };
         assert!(stall.stopped_following(at(10), Duration::from_secs(10)));
         assert!(!stall.stopped_following(at(9), Duration::from_secs(10)), "within the grace");
     }
@@ -116,10 +170,26 @@ mod tests {
     #[test]
     fn a_quiet_cluster_is_no_evidence() {
         // Nobody wrote: both stood still.
-        let quiet = Stall { nodes: 10, since: at(0), main_then: 10, main_now: 10 };
+        let quiet = Stall { nodes: 10, since: at(0), main_then: 10, main_now: 10, peers: false };
         assert!(!quiet.stopped_following(at(100), Duration::from_secs(10)));
         // The replica holds what the MAIN holds now: it caught up, whatever it stood at.
-        let caught_up = Stall { nodes: 20, since: at(0), main_then: 12, main_now: 20 };
+        let caught_up = Stall { nodes: 20, since: at(0), main_then: 12, main_now: 20, peers: false };
         assert!(!caught_up.stopped_following(at(100), Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn without_the_main_a_replica_short_of_a_peer_for_the_grace_has_stopped_following() {
+        // The MAIN is gone: a peer holds writes this replica never received.
+        let short = Stall { nodes: 65, since: at(0), main_then: 72, main_now: 72, peers: true };
+        assert!(short.stopped_following(at(10), Duration::from_secs(10)));
+        assert!(!short.stopped_following(at(9), Duration::from_secs(10)), "within the grace");
+        // The one holding the most, or as much as the others, is never behind them.
+        let most = Stall { nodes: 72, since: at(0), main_then: 65, main_now: 65, peers: true };
+        assert!(!most.stopped_following(at(100), Duration::from_secs(10)));
+        let equal = Stall { nodes: 72, since: at(0), main_then: 72, main_now: 72, peers: true };
+        assert!(!equal.stopped_following(at(100), Duration::from_secs(10)));
+        // A peer that only just got ahead after a quiet spell is no evidence yet.
+        let just = Stall { nodes: 72, since: at(0), main_then: 72, main_now: 73, peers: true };
+        assert!(!just.stopped_following(at(100), Duration::from_secs(10)));
     }
 }

@@ -168,6 +168,12 @@ impl Gate {
         lock(&self.rounds).clear();
     }
 
+    /// Cancel a pending crash-after-write without forgetting what the running operator looked
+    /// at (the heal: the process keeps running).
+    pub fn cancel_crash(&self) {
+        *lock(&self.crash_after) = None;
+    }
+
     /// Take what was recorded since the last call.
     pub fn drain(&self) -> GateLog {
         std::mem::take(&mut *lock(&self.log))

@@ -239,7 +239,10 @@ fn drive(world: &mut World<'_>, schedule: &Schedule, config: &RunConfig, clock: 
             if now >= config.duration {
                 healed = true;
                 world.expire_windows(true);
-                world.gate.reset();
+                // A pending crash-after-write must not fire in the heal. The per-round looks
+                // stay: a reconcile in flight across the heal still judges by what it saw
+                // (`restart_operator` resets the gate itself when it restarts the process).
+                world.gate.cancel_crash();
                 world.restart_operator();
                 world.note("heal: faults stop".to_owned());
             }

@@ -258,6 +258,10 @@ fn replica_facts(p: &Planner<'_>, main: &MainFacts, index: u32, desired: bool) -
         && data.is_some()
         && elapsed(out_of_sync_since, p.now, degrade_after);
     let problem = (!in_sync).then(|| match stalled(p, index, ready_replica) {
+        true if obs.stalls.get(&index).is_some_and(|s| s.peers) => format!(
+            "the MAIN cannot report on it, and for over {} s its node count stood still below another replica's: it stopped applying the MAIN's writes",
+            STALL_GRACE.as_secs()
+        ),
         true => format!(
             "the MAIN cannot report on it, and its node count stood still for over {} s while the MAIN's moved: it stopped applying the MAIN's writes",
             STALL_GRACE.as_secs()

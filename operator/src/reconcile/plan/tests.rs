@@ -565,6 +565,7 @@ fn a_replica_that_stopped_following_loses_its_label_while_the_main_cannot_say() 
         since: now() - std::time::Duration::from_secs(5),
         main_then: 60,
         main_now: 100,
+        peers: false,
     };
     obs.stalls.insert(1, stall.clone());
     let early = kinds(&plan(&spec, &obs, now()));
@@ -573,6 +574,34 @@ fn a_replica_that_stopped_following_loses_its_label_while_the_main_cannot_say() 
     let k = kinds(&plan(&spec, &obs, now()));
     assert!(k.contains(&"Label c-read-1-0 -".to_owned()), "{k:?}");
     assert!(!k.iter().any(|a| a == "Label c-read-0-0 -" || a == "Label c-write-0 -"), "{k:?}");
+}
+
+/// The MAIN vanished (its node was lost) right after acknowledging a write one replica never
+/// got: the replicas' counts, compared with each other, show which one stopped following.
+#[test]
+fn a_replica_short_of_its_peers_loses_its_label_while_the_main_is_gone() {
+    let (spec, mut obs) = healthy(3);
+    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
+        MemgraphState::Unreachable("query timed out after 5 s".into());
+    for (i, n) in [(0, 255), (1, 256), (2, 256)] {
+        obs.pods.get_mut(&Instance::Read(i)).expect("pod").memgraph = MemgraphState::Replica { nodes: Some(n) };
+    }
+    let memory = crate::reconcile::progress::Progress::default();
+    memory.note(&mut obs, now() - STALL_GRACE);
+    let first = kinds(&plan(&spec, &obs, now() - STALL_GRACE));
+    assert!(!first.iter().any(|a| a.starts_with("Label")), "one look is not enough: {first:?}");
+    memory.note(&mut obs, now());
+    assert!(obs.stalls[&0].peers, "{:?}", obs.stalls);
+    let k = kinds(&plan(&spec, &obs, now()));
+    assert!(k.contains(&"Label c-read-0-0 -".to_owned()), "{k:?}");
+    assert!(!k.iter().any(|a| a == "Label c-read-1-0 -" || a == "Label c-read-2-0 -"), "{k:?}");
+    // A quiet cluster whose replicas hold the same is no evidence, however long it lasts.
+    obs.pods.get_mut(&Instance::Read(0)).expect("pod").memgraph = MemgraphState::Replica { nodes: Some(256) };
+    let memory = crate::reconcile::progress::Progress::default();
+    memory.note(&mut obs, now() - STALL_GRACE * 6);
+    memory.note(&mut obs, now());
+    let k = kinds(&plan(&spec, &obs, now()));
+    assert!(!k.iter().any(|a| a.starts_with("Label")), "{k:?}");
 }
 
 #[test]

@@ -124,6 +124,15 @@ pub struct Lagging {
 }
 
 impl Lagging {
+    /// Stop the clock of `subject`'s episode for `step`, if one is running: the claim is wrong,
+    /// but for a reason the bound does not hold against the operator (the caller says which).
+    pub fn pause(&mut self, cluster: &str, subject: &str, step: Duration) {
+        if let Some(since) = self.since.get_mut(&format!("{cluster}/{subject}")) {
+            *since += step;
+        }
+        self.lag_time += step;
+    }
+
     /// Judge one claim at `now`. Returns a violation the first time `subject` has been wrong for
     /// longer than its bound.
     #[allow(clippy::too_many_arguments)]

@@ -92,6 +92,14 @@ impl Routing {
             let diverged = row.is_some_and(|r| r.state == Some(fake_memgraph::ReplicaState::Diverged));
             let behind = truth.write_usable(cluster) && !(pod.follows_main && row.is_some_and(|r| r.healthy()));
             let wrong = routed && (pod.role != Some(Role::Replica) || diverged || behind);
+            // A pod on a lost node serves nobody (clients time out: availability measures that),
+            // nobody can reach it to look, and Kubernetes keeps it Ready until the node-monitor
+            // grace ends, when the route guard takes its label at once. The clock of an episode
+            // stops meanwhile, and runs on if the node comes back with the replica still wrong.
+            if wrong && pod.lost_node {
+                self.lagging.pause(cluster, &format!("read-endpoint {name}"), step);
+                continue;
+            }
             out.extend(self.lagging.claim(cond, now, step, cluster, format!("read-endpoint {name}"), wrong, || {
                 format!(
                     "read Service routes to {name} (role {:?}, follows the MAIN: {}, registration {:?})",
