@@ -56,6 +56,11 @@ pub struct MemgraphClusterStatus {
     /// Time of the last snapshot uploaded to S3.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_s3_backup_time: Option<Time>,
+    /// While the MAIN is found to have lost data: the read pods last counted holding more than
+    /// it, with their node counts. The loss stands until each is counted again or the MAIN
+    /// holds as much (a pod that cannot be counted now is no evidence that it holds less).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub lost_data_holders: std::collections::BTreeMap<String, i64>,
     /// Results of the live checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<ValidationStatus>,

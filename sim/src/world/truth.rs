@@ -123,13 +123,13 @@ impl ClusterTruth {
         self.pods.get(&write_pod(cluster))
     }
 
-    /// The write pod is an empty MAIN with no registrations while a read pod holds data: its
-    /// volume was lost, and routing writes to it would start a new history.
+    /// The write pod is a MAIN with no registrations that holds less than a read pod: its volume
+    /// was lost (or refilled from an older copy), and routing writes to it would start a new
+    /// history beside the one the read pod holds.
     pub fn main_lost_data(&self, cluster: &str) -> bool {
         let Some(main) = self.write(cluster).filter(|p| p.role == Some(Role::Main)) else { return false };
-        main.nodes == 0
-            && self.rows.is_empty()
-            && self.pods.iter().any(|(name, p)| read_index(cluster, name).is_some() && p.nodes > 0)
+        self.rows.is_empty()
+            && self.pods.iter().any(|(name, p)| read_index(cluster, name).is_some() && p.nodes > main.nodes)
     }
 
     /// The write pod can take writes with its data: ready, a running MAIN, not frozen, not empty

@@ -332,7 +332,7 @@ fn main_facts(obs: &Observed) -> MainFacts {
                      ({e}); writes stay off it until it can",
                     pod.name
                 )),
-                Err(_) if *nodes == Some(0) => {
+                Err(_) if *nodes == Some(0) || was_lost(obs) => {
                     empty_main(obs, pod, *nodes).unwrap_or(MainFacts::Verified { rows, holds_data })
                 }
                 _ => MainFacts::Verified { rows, holds_data },
@@ -369,15 +369,24 @@ fn empty_main(obs: &Observed, pod: &PodState, nodes: Option<i64>) -> Option<Main
     // operator (down at the time) could take its label away.
     let holding: Vec<&str> =
         reads.iter().filter(|p| p.memgraph.nodes().is_some_and(|n| n > held)).map(|p| p.name.as_str()).collect();
-    if held > 0 {
-        return (!holding.is_empty()).then(|| lost_data(pod, &holding.join(", ")));
-    }
     // Read pods whose data could not be counted: not ready, or not answering. Any of them may
     // hold the data the MAIN lost.
     let mut unknown: Vec<&str> =
         reads.iter().filter(|p| p.memgraph.nodes().is_none()).map(|p| p.name.as_str()).collect();
     unknown.extend(podless.iter().map(String::as_str));
     let was_lost = was_lost(obs);
+    if held > 0 {
+        if !holding.is_empty() {
+            return Some(lost_data(pod, &holding.join(", ")));
+        }
+        // A read pod last counted holding more than this still does until it is counted again:
+        // data put back into the write volume may be older than what it holds.
+        let unseen = unseen_holders(obs, held);
+        if was_lost && !unseen.is_empty() {
+            return Some(lost_data(pod, &format!("{} (as last counted; cannot be checked now)", unseen.join(", "))));
+        }
+        return None;
+    }
     if !holding.is_empty() {
         return Some(lost_data(pod, &holding.join(", ")));
     }
@@ -394,6 +403,17 @@ fn empty_main(obs: &Observed, pod: &PodState, nodes: Option<i64>) -> Option<Main
         pod.name,
         unknown.join(", ")
     )))
+}
+
+/// Read pods the status remembers holding more than `held` nodes that cannot be counted now.
+pub(super) fn unseen_holders(obs: &Observed, held: i64) -> Vec<&str> {
+    obs.status
+        .lost_data_holders
+        .iter()
+        .filter(|(_, n)| **n > held)
+        .filter(|(name, _)| !obs.pods.values().any(|p| &p.name == *name && p.memgraph.nodes().is_some()))
+        .map(|(name, _)| name.as_str())
+        .collect()
 }
 
 /// The MAIN lost data that `holders` have: what to tell the user.

@@ -7,6 +7,7 @@ use super::{Facts, MainFacts, Planner};
 use crate::api::{MemgraphClusterStatus, Phase, ReplicaValidation, ValidationStatus};
 use crate::kube_api::EventType;
 use crate::names::{Instance, selector_string};
+use crate::reconcile::observed::MemgraphState;
 use crate::validate::SpecError;
 
 /// Condition types.
@@ -172,13 +173,28 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
     let diverged: Vec<String> =
         wanted.iter().filter(|(_, r)| r.diverged).map(|(i, _)| Instance::Read(*i).status_name()).collect();
     let previous_divergence = old.conditions.iter().find(|c| c.type_ == DATA_DIVERGENCE);
+    // The write pod answered as an empty MAIN with no registrations, but read pods could not be
+    // counted: whether it lost its data is not known, so nothing found before still holds.
+    let empty_main_uncounted = matches!(facts.main, MainFacts::Unreachable(_))
+        && p.obs
+            .pods
+            .get(&Instance::Write)
+            .is_some_and(|w| matches!(w.memgraph, MemgraphState::Main { nodes: Some(0), .. }));
     let divergence = if let MainFacts::LostData(m) = &facts.main {
         Verdict { type_: DATA_DIVERGENCE, status: "True", reason: "MainLostData", message: m.clone() }
+    } else if let (true, MainFacts::Unreachable(m)) = (empty_main_uncounted, &facts.main) {
+        Verdict {
+            type_: DATA_DIVERGENCE,
+            status: "Unknown",
+            reason: "DataUncounted",
+            message: format!("{m}; until then it is not known whether the MAIN lost data"),
+        }
     } else if let (None, Some(c)) = (facts.main.rows(), previous_divergence) {
         // The MAIN cannot be looked at: what was found before still stands.
         let (status, reason) = match c.reason.as_str() {
             "MainLostData" => ("True", "MainLostData"),
             "ReplicaDiverged" => ("True", "ReplicaDiverged"),
+            "DataUncounted" => ("Unknown", "DataUncounted"),
             _ => ("False", "NoDivergence"),
         };
         Verdict { type_: DATA_DIVERGENCE, status, reason, message: c.message.clone() }
@@ -200,6 +216,23 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
             reason: "NoDivergence",
             message: "No divergence found".to_owned(),
         }
+    };
+    // Who holds what the MAIN lost, as last counted: kept while the loss stands and the MAIN
+    // or a holder cannot be counted, forgotten once it is resolved.
+    let lost_data_holders = if divergence.reason != "MainLostData" {
+        std::collections::BTreeMap::new()
+    } else if let (MainFacts::LostData(_), Some(held)) =
+        (&facts.main, p.obs.pods.get(&Instance::Write).and_then(|w| w.memgraph.nodes()))
+    {
+        let reads = || p.obs.pods.iter().filter(|(i, _)| matches!(i, Instance::Read(_))).map(|(_, pod)| pod);
+        let mut holders = old.lost_data_holders.clone();
+        holders.retain(|name, n| *n > held && !reads().any(|pod| &pod.name == name && pod.memgraph.nodes().is_some()));
+        holders.extend(
+            reads().filter_map(|pod| pod.memgraph.nodes().filter(|n| *n > held).map(|n| (pod.name.clone(), n))),
+        );
+        holders
+    } else {
+        old.lost_data_holders.clone()
     };
     verdicts.push(divergence);
     // Only with a valid spec were the objects planned; otherwise keep what is known.
@@ -317,6 +350,7 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
             old.snapshot_schedule.clone()
         },
         last_s3_backup_time: old.last_s3_backup_time.clone(),
+        lost_data_holders,
         validation: Some(validation),
         failing_actions: old.failing_actions.clone(),
         conditions,

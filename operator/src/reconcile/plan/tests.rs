@@ -1000,3 +1000,61 @@ fn secrets_are_checked_against_what_exists() {
     obs.secrets.insert("creds".into(), BTreeSet::from(["username".to_owned(), "password".to_owned()]));
     assert!(kinds(&plan(&spec, &obs, now())).iter().any(|a| a == "Apply c-write"), "auth changes the pod template");
 }
+
+/// Seed 1042: the write volume was refilled from an older replica while the newest one was
+/// restarting. The loss stands while that replica cannot be counted (its absence is no evidence
+/// that it holds less), and ends once the MAIN holds as much as it was last counted holding.
+#[test]
+fn a_refilled_main_waits_for_the_replica_last_counted_holding_more() {
+    let (spec, mut obs) = healthy(2);
+    obs.objects = desired_objects(&spec, &obs.cluster);
+    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
+        MemgraphState::Main { replicas: Some(Ok(vec![])), nodes: Some(123) };
+    obs.pods.get_mut(&Instance::Read(0)).expect("pod").memgraph = MemgraphState::Replica { nodes: Some(193) };
+    obs.pods.get_mut(&Instance::Read(1)).expect("pod").memgraph = MemgraphState::Replica { nodes: Some(123) };
+    let found = plan(&spec, &obs, now());
+    apply(&spec, &mut obs, &found);
+    assert_eq!(condition(&obs, "DataDivergence").reason, "MainLostData");
+    assert_eq!(obs.status.lost_data_holders.get("c-read-0-0"), Some(&193));
+
+    // The replica holding more restarts: the MAIN must not be used or get replicas meanwhile.
+    let away = obs.pods.remove(&Instance::Read(0)).expect("pod");
+    let later = plan(&spec, &obs, now());
+    let k = kinds(&later);
+    assert!(!k.iter().any(|a| a.starts_with("Register") || a == "Label c-write-0 main"), "{k:?}");
+    apply(&spec, &mut obs, &later);
+    assert_eq!(condition(&obs, "DataDivergence").reason, "MainLostData");
+
+    // The newest data is put back; a replica that cannot be counted now but was last counted
+    // holding no more than that does not hold the MAIN back.
+    obs.pods.insert(Instance::Read(0), away);
+    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
+        MemgraphState::Main { replicas: Some(Ok(vec![])), nodes: Some(193) };
+    obs.pods.get_mut(&Instance::Read(0)).expect("pod").memgraph = MemgraphState::Replica { nodes: Some(193) };
+    obs.pods.get_mut(&Instance::Read(1)).expect("pod").memgraph = MemgraphState::Replica { nodes: None };
+    let restored = plan(&spec, &obs, now());
+    let k = kinds(&restored);
+    assert!(k.iter().any(|a| a.starts_with("Register read_0")), "{k:?}");
+    apply(&spec, &mut obs, &restored);
+    assert_eq!(condition(&obs, "DataDivergence").status, "False");
+    assert!(obs.status.lost_data_holders.is_empty());
+}
+
+/// Seed 1166: an empty MAIN with no registrations while the only replica cannot be counted
+/// claims nothing about divergence (the finding from before the volume loss is stale).
+#[test]
+fn an_empty_main_with_uncounted_replicas_makes_divergence_unknown() {
+    let (spec, mut obs) = healthy(1);
+    let first = plan(&spec, &obs, now());
+    apply(&spec, &mut obs, &first);
+    assert_eq!(condition(&obs, "DataDivergence").status, "False");
+    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
+        MemgraphState::Main { replicas: Some(Ok(vec![])), nodes: Some(0) };
+    obs.pods.get_mut(&Instance::Read(0)).expect("pod").memgraph =
+        MemgraphState::Unreachable("connect timed out".into());
+    let p = plan(&spec, &obs, now());
+    assert!(!kinds(&p).iter().any(|a| a.starts_with("Register")));
+    apply(&spec, &mut obs, &p);
+    assert_eq!(condition(&obs, "DataDivergence").status, "Unknown");
+    assert_ne!(condition(&obs, "WriteReady").status, "True");
+}

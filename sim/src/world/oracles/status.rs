@@ -98,9 +98,11 @@ impl StatusTruth {
         // Divergence is found by looking at the MAIN: while it is frozen or on a lost node the
         // last finding stands, right or wrong.
         let observable = write.is_some_and(|p| !p.hung && !p.lost_node);
+        // `Unknown` claims nothing (the operator could not count the read pods that would tell).
+        let divergence_false = condition_is(status, "DataDivergence", "False");
         claim(
             "DataDivergence",
-            observable && (diverged || lost) != divergence_true && condition(status, "DataDivergence").is_some(),
+            observable && (if diverged || lost { divergence_false } else { divergence_true }),
             format!(
                 "DataDivergence is {divergence_true} while a replica diverged: {diverged}, the MAIN lost its data: {lost}"
             ),
