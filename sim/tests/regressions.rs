@@ -65,6 +65,27 @@ regression! {
     seed_1008_write_volume_lost_while_the_operator_is_down: sweep_default(1008);
     // A pod crashed between the operator's look and its label write: not the operator's fault.
     seed_1027_a_crash_between_look_and_write: sweep_default(1027);
+    // 3.0 SHOW REPLICAS flips SYNC replicas invalid on a commit in flight; the liveness re-check
+    // after the calm watch gave the truthful status only 2 s to recover.
+    seed_1022_the_final_check_allows_a_reconcile: sweep_default(1022);
+    // A MAIN refilled from an older replica while the newest was away was used at once.
+    seed_1042_a_refilled_main_waits_for_the_newest_replica: sweep_default(1042);
+    // A replica on a lost node stalled behind its peers while the MAIN was gone too.
+    seed_1071_a_replica_short_of_its_peers: sweep_default(1071);
+    // A one-way partition between pods lost TCP data for good (turmoil drops, TCP retransmits).
+    seed_1090_replication_links_hold_across_a_one_way_partition: sweep_default(1090);
+    // A replica recovered WAL files of another database UUID and stayed invalid for ever, and
+    // the operator re-registered it every round once its invalid grace had passed.
+    seed_1102_recovery_skips_wal_of_another_database: sweep_default(1102);
+    // The heal wiped the claims check's memory of what the running operator had looked at.
+    seed_1141_the_heal_keeps_the_rounds_looks: sweep_default(1141);
+    seed_1168_the_heal_keeps_the_rounds_looks: sweep_default(1168);
+    // A wrong read route on a lost node: only the node-monitor grace could take it away.
+    seed_1155_a_route_on_a_lost_node: sweep_default(1155);
+    // DataDivergence stayed a stale False about a MAIN that had just come back empty.
+    seed_1166_divergence_unknown_while_uncounted: sweep_default(1166);
+    // A replica registered mid-commit missed a write; the MAIN's node was lost right after.
+    seed_1188_a_stale_replica_while_the_main_is_gone: sweep_default(1188);
     // A scale-up served as a stale view: the operator dropped wanted, healthy replicas.
     seed_5055_no_drop_on_a_stale_view: targeted(5055, SCALE_UNDER_STALE_VIEWS, 600, 180);
     seed_5091_no_drop_on_a_stale_view: targeted(5091, SCALE_UNDER_STALE_VIEWS, 600, 180);

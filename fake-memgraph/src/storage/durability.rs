@@ -98,6 +98,12 @@ pub enum WalRecord {
         /// History including the previous epoch.
         history: Vec<(String, i64)>,
     },
+    /// First line of every WAL file: the database UUID the file belongs to (Memgraph's WAL
+    /// header carries it). Recovery skips files of another UUID than the newest snapshot's.
+    Database {
+        /// The storage UUID when the file was started.
+        db_uuid: String,
+    },
 }
 
 impl WalRecord {
@@ -105,6 +111,7 @@ impl WalRecord {
         match self {
             WalRecord::Commit(c) => (c.ts, 0),
             WalRecord::Epoch { ts, .. } => (*ts, 1),
+            WalRecord::Database { .. } => (i64::MIN, 2),
         }
     }
 }
@@ -200,6 +207,8 @@ pub struct Durability {
     /// The partial file of the snapshot being written.
     in_progress: Option<String>,
     dead: bool,
+    /// The database UUID new WAL files are tagged with.
+    db_uuid: String,
 }
 
 impl Durability {
@@ -213,6 +222,7 @@ impl Durability {
             last_digest: None,
             in_progress: None,
             dead: false,
+            db_uuid: String::new(),
         }
     }
 
@@ -249,6 +259,7 @@ impl Durability {
         let mut log = Vec::new();
         let mut found_data = false;
         if recover {
+            let mut from_snapshot = false;
             if let Some(best) = self.snapshots()?.into_iter().next() {
                 let img = self.read_snapshot(&best.rel_path)?.ok_or_else(|| DurabilityError::BadSnapshot {
                     name: best.name.clone(),
@@ -257,17 +268,23 @@ impl Durability {
                 storage.load_image(&img);
                 self.last_snapshot_ts = Some(img.ts);
                 found_data = true;
+                from_snapshot = true;
             }
-            let mut records = Vec::new();
-            for name in self.dir.list(WAL_DIR)? {
-                if parse_wal_name(&name).is_none() {
-                    continue;
-                }
+            // Memgraph's `RecoverData`: the newest snapshot sets the storage UUID (without one, the
+            // newest WAL file does) and WAL files of another UUID are skipped.
+            let mut files: Vec<(String, Option<String>, Vec<WalRecord>)> = Vec::new();
+            let mut names: Vec<String> =
+                self.dir.list(WAL_DIR)?.into_iter().filter(|n| parse_wal_name(n).is_some()).collect();
+            names.sort();
+            for name in names {
                 let path = format!("{WAL_DIR}/{name}");
                 let data = self.dir.read(&path)?.unwrap_or_default();
+                let mut tag = None;
+                let mut file_records = Vec::new();
                 for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
                     match serde_json::from_slice::<WalRecord>(line) {
-                        Ok(r) => records.push(r),
+                        Ok(WalRecord::Database { db_uuid }) => tag = Some(db_uuid),
+                        Ok(r) => file_records.push(r),
                         Err(e) => {
                             // A torn last write: the rest of this file is unusable.
                             tracing::warn!(file = %name, error = %e, "ignoring the corrupt tail of a WAL file");
@@ -275,6 +292,18 @@ impl Durability {
                         }
                     }
                 }
+                files.push((name, tag, file_records));
+            }
+            if !from_snapshot && let Some(last) = files.iter().rev().find_map(|(_, tag, _)| tag.clone()) {
+                storage.db_uuid = last;
+            }
+            let mut records = Vec::new();
+            for (name, tag, file_records) in files {
+                if tag.as_ref().is_some_and(|t| *t != storage.db_uuid) {
+                    tracing::warn!(file = %name, "the WAL file isn't related to the storage UUID; skipping it");
+                    continue;
+                }
+                records.extend(file_records);
                 found_data = true;
             }
             records.sort_by_key(WalRecord::order_key);
@@ -315,6 +344,11 @@ impl Durability {
         if self.dead {
             return Ok(());
         }
+        if self.db_uuid != uuid {
+            // Later records belong to the new UUID: they go to a new file tagged with it.
+            self.finalize_wal()?;
+            self.db_uuid = uuid.to_owned();
+        }
         self.dir.write(DB_UUID_FILE, uuid.as_bytes())
     }
 
@@ -345,14 +379,24 @@ impl Durability {
         if self.dead || !self.cfg.wal_enabled {
             return Ok(());
         }
-        let cur = self.current.get_or_insert_with(|| CurrentWal {
-            stamp: file_stamp(now_micros),
-            from_ts: ts,
-            to_ts: ts,
-            pending: Vec::new(),
-            pending_tx: 0,
-            written: 0,
-            has_records: false,
+        let db_uuid = self.db_uuid.clone();
+        let cur = self.current.get_or_insert_with(|| {
+            let mut pending = Vec::new();
+            if !db_uuid.is_empty()
+                && let Ok(mut header) = serde_json::to_vec(&WalRecord::Database { db_uuid })
+            {
+                header.push(b'\n');
+                pending = header;
+            }
+            CurrentWal {
+                stamp: file_stamp(now_micros),
+                from_ts: ts,
+                to_ts: ts,
+                pending,
+                pending_tx: 0,
+                written: 0,
+                has_records: false,
+            }
         });
         let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
         line.push(b'\n');

@@ -167,9 +167,20 @@ impl World<'_> {
                 let a = usize::try_from(pick % ends.len() as u64).unwrap_or(0);
                 let b = (a + 1 + usize::try_from((pick >> 8) % (ends.len() as u64 - 1)).unwrap_or(0)) % ends.len();
                 let (from, to) = (ends[a].clone(), ends[b].clone());
-                self.sim.partition_oneway(from.clone(), to.clone());
-                let what = format!("one-way partition {from} -> {to} for {} s", fault.lasts.as_secs());
-                (what, Undo::RepairOneWay(from, to), Some(cluster.clone()))
+                if from != OPERATOR_HOST && to != OPERATOR_HOST {
+                    // Between two pods runs replication over long-lived connections. turmoil drops
+                    // a partitioned segment for good and never retransmits, so the stream would
+                    // stall forever after the heal, which real TCP never does (and 2.21/2.22 have
+                    // no RPC timeouts to notice). Hold instead, as PartitionReplication does: TCP
+                    // delivers what was sent once the network heals.
+                    self.sim.hold(from.clone(), to.clone());
+                    let what = format!("one-way partition {from} -> {to} for {} s (held)", fault.lasts.as_secs());
+                    (what, Undo::Release(from, to), Some(cluster.clone()))
+                } else {
+                    self.sim.partition_oneway(from.clone(), to.clone());
+                    let what = format!("one-way partition {from} -> {to} for {} s", fault.lasts.as_secs());
+                    (what, Undo::RepairOneWay(from, to), Some(cluster.clone()))
+                }
             }
             FaultClass::OperatorCrash => {
                 if self.operator_up_since.is_none() {

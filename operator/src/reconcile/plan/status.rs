@@ -318,13 +318,20 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
                 crate::memgraph::ReplicaStatus::Replicating => "ready".to_owned(),
                 ref other => other.as_str().to_owned(),
             });
+            // A registration this plan makes (again) starts the clock afresh: `unhealthy_since`
+            // times *this* registration, or the next look would find the new one already past
+            // INVALID_GRACE and drop it before Memgraph could recover it.
+            let registers = p.actions.iter().any(
+                |a| matches!(a, super::Action::RegisterReplica { instance, .. } if *instance == Instance::Read(*i)),
+            );
+            let unhealthy_since = if registers { r.unhealthy_since.map(|_| p.now) } else { r.unhealthy_since };
             ReplicaValidation {
                 name,
                 healthy: r.in_sync,
                 state,
                 lag_ms: before.and_then(|b| b.lag_ms),
                 last_test_time: before.and_then(|b| b.last_test_time.clone()),
-                unhealthy_since: r.unhealthy_since.map(Time),
+                unhealthy_since: unhealthy_since.map(Time),
                 out_of_sync_since: r.out_of_sync_since.map(Time),
                 message: r.problem.clone(),
             }
