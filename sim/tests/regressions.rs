@@ -7,6 +7,8 @@ use std::time::Duration;
 use sim::world::faults::FaultClass;
 use sim::world::run::{RunConfig, run};
 
+mod support;
+
 /// The `sim` command line's defaults: what `just sim` and `sim --runs N --first-seed M` run.
 fn sweep_default(seed: u64) -> RunConfig {
     RunConfig { seed, duration: Duration::from_secs(600), heal: Duration::from_secs(180), ..RunConfig::default() }
@@ -26,19 +28,7 @@ fn targeted(seed: u64, classes: &str, duration: u64, heal: u64) -> RunConfig {
 }
 
 fn replay(config: &RunConfig) {
-    let report = run(config);
-    let classes: Vec<&str> = config.classes.iter().map(|c| c.name()).collect();
-    assert!(
-        report.violations.is_empty() && report.convergence_ms.is_some(),
-        "seed {} violated: {:#?}\nreplay: cargo run --release -p sim -- --seed {} --duration {} --heal {}{} --faults {} --timeline --svg seed.svg",
-        report.seed,
-        report.violations,
-        report.seed,
-        config.duration.as_secs(),
-        config.heal.as_secs(),
-        if config.every_class { " --every-class" } else { "" },
-        classes.join(",")
-    );
+    support::assert_passes(&run(config), config);
 }
 
 macro_rules! regression {

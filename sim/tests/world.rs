@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use sim::world::faults::FaultClass;
-use sim::world::run::{RunConfig, RunReport, run};
+use sim::world::run::{RunConfig, run};
+
+mod support;
 
 fn config(seed: u64, classes: Vec<FaultClass>) -> RunConfig {
     RunConfig {
@@ -18,22 +20,6 @@ fn config(seed: u64, classes: Vec<FaultClass>) -> RunConfig {
         every_class: true,
         ..RunConfig::default()
     }
-}
-
-fn check(report: &RunReport, config: &RunConfig) {
-    let classes: Vec<&str> = config.classes.iter().map(|c| c.name()).collect();
-    assert!(
-        report.violations.is_empty(),
-        "seed {} violated: {:#?}\nreplay: cargo run --release -p sim -- --seed {} --duration {} --heal {} --every-class --faults {} --timeline --svg seed.svg\n{}",
-        report.seed,
-        report.violations,
-        report.seed,
-        config.duration.as_secs(),
-        config.heal.as_secs(),
-        classes.join(","),
-        report.trace.render()
-    );
-    assert!(report.convergence_ms.is_some(), "seed {} never converged", report.seed);
 }
 
 /// The classes in four blocks of six; a run takes two blocks, so the six pairs of blocks put
@@ -58,7 +44,7 @@ fn sweep(a: usize, b: usize) -> Vec<BTreeSet<String>> {
         .map(|seed| {
             let config = config(*seed + 10 * (a as u64 * 4 + b as u64), block_pair(a, b));
             let report = run(&config);
-            check(&report, &config);
+            support::assert_passes(&report, &config);
             report.injected.keys().cloned().collect()
         })
         .collect()
