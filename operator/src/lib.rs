@@ -6,6 +6,7 @@
 //! traits, so the simulation runs exactly this code.
 
 pub mod api;
+pub mod backup;
 pub mod builders;
 pub mod clock;
 pub mod controller;
