@@ -67,8 +67,43 @@ pub enum RunError {
 struct Context {
     kube: KubeClient,
     bolt: Neo4rsBolt,
+    backups: reconcile::backup_job::BackupContext,
     memory: Arc<reconcile::Memory>,
     failures: Mutex<BTreeMap<String, u32>>,
+}
+
+/// Opens S3 stores (or S3-compatible ones) for backup jobs.
+struct S3Stores;
+
+#[async_trait::async_trait]
+impl reconcile::backup_job::StoreFactory for S3Stores {
+    async fn open(
+        &self,
+        location: &crate::backup::StoreLocation,
+        credentials: Option<crate::backup::Credentials>,
+    ) -> Result<Arc<dyn crate::backup::store::ObjectStore>, crate::backup::store::StoreError> {
+        #[cfg(feature = "s3")]
+        {
+            Ok(Arc::new(crate::backup::s3::S3Store::new(location, credentials).await?))
+        }
+        #[cfg(not(feature = "s3"))]
+        {
+            let _ = credentials;
+            Err(crate::backup::store::StoreError::new(
+                crate::backup::store::StoreErrorKind::Other,
+                "open",
+                &location.bucket,
+                "this operator was built without the s3 feature",
+            ))
+        }
+    }
+}
+
+fn backup_context() -> reconcile::backup_job::BackupContext {
+    reconcile::backup_job::BackupContext {
+        agents: Arc::new(crate::backup::agent::TcpAgentApi { timeout: Duration::from_secs(30) }),
+        stores: Arc::new(S3Stores),
+    }
 }
 
 fn key(cluster: &MemgraphCluster) -> String {
@@ -96,7 +131,10 @@ async fn reconcile_one(cluster: Arc<MemgraphCluster>, ctx: Arc<Context>) -> Resu
     if let Some(job) = outcome.snapshot.clone() {
         // Beside the reconciles: a long snapshot must not hold up labels and status.
         let memory = ctx.memory.clone();
-        tokio::spawn(async move { reconcile::snapshot_job::run(&bolt, &memory.snapshots, &SystemClock, job).await });
+        let backups = ctx.backups.clone();
+        tokio::spawn(async move {
+            reconcile::snapshot_job::run(&bolt, &memory.snapshots, &SystemClock, &backups, job).await
+        });
     }
     if let Ok(mut failures) = ctx.failures.lock() {
         failures.remove(&key(&cluster));
@@ -212,6 +250,7 @@ pub async fn run(client: Client, config: RunConfig) -> Result<(), RunError> {
     let ctx = Arc::new(Context {
         kube: KubeClient::new(client.clone(), config.instance.clone()),
         bolt: Neo4rsBolt::new(config.timeouts),
+        backups: backup_context(),
         memory: Arc::default(),
         failures: Mutex::new(BTreeMap::new()),
     });

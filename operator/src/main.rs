@@ -46,6 +46,37 @@ enum Command {
         #[arg(long)]
         log_json: bool,
     },
+    /// The backup agent: the write pod's sidecar that uploads snapshot files when the operator
+    /// asks (see `spec.snapshot.s3`). Store credentials come from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY (or the default AWS chain when unset).
+    Agent {
+        /// Memgraph's data directory (the shared volume).
+        #[arg(long, default_value = "/var/lib/memgraph")]
+        data_dir: PathBuf,
+        /// Bucket.
+        #[arg(long)]
+        bucket: String,
+        /// Region.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Endpoint of an S3-compatible store.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// File with the key that signs the operator's requests.
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Multipart part size in MiB.
+        #[arg(long, default_value_t = 16)]
+        part_size_mib: usize,
+        /// Address to listen on.
+        #[arg(long, default_value = "0.0.0.0:9102")]
+        listen: String,
+    },
+    /// Backups in an object store.
+    Backups {
+        #[command(subcommand)]
+        command: BackupsCommand,
+    },
     /// Print every object the operator would create for a MemgraphCluster, as a YAML stream.
     Render {
         /// File with one MemgraphCluster; `-` reads standard input.
@@ -55,6 +86,121 @@ enum Command {
         #[arg(short = 'n', long, default_value = "default")]
         namespace: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum BackupsCommand {
+    /// List the backups of a cluster, newest first. Give `--cluster` to read the store and its
+    /// credentials from the cluster's spec and Secret (needs a kubeconfig), or the store
+    /// flags with credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
+    List {
+        /// MemgraphCluster whose `spec.snapshot.s3` names the store.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Its namespace.
+        #[arg(short = 'n', long, default_value = "default")]
+        namespace: String,
+        /// Bucket (without --cluster).
+        #[arg(long)]
+        bucket: Option<String>,
+        /// Key prefix (without --cluster).
+        #[arg(long, default_value = "memgraph/snapshots")]
+        prefix: String,
+        /// Region (without --cluster).
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Endpoint of an S3-compatible store (without --cluster).
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// Read every snapshot and check its SHA-256 against the manifest.
+        #[arg(long)]
+        verify: bool,
+    },
+}
+
+fn env_credentials() -> Option<memgraph_operator::backup::Credentials> {
+    let access_key_id = std::env::var("AWS_ACCESS_KEY_ID").ok().filter(|v| !v.is_empty())?;
+    let secret_access_key = std::env::var("AWS_SECRET_ACCESS_KEY").ok().filter(|v| !v.is_empty())?;
+    Some(memgraph_operator::backup::Credentials { access_key_id, secret_access_key })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_agent(
+    data_dir: PathBuf,
+    bucket: String,
+    region: String,
+    endpoint: Option<String>,
+    key_file: PathBuf,
+    part_size_mib: usize,
+    listen: String,
+) -> Result<String, String> {
+    use memgraph_operator::backup::{StoreLocation, agent, s3::S3Store, volume::FsVolume};
+    let key = std::fs::read_to_string(&key_file)
+        .map_err(|e| format!("cannot read the signing key {}: {e}", key_file.display()))?
+        .trim()
+        .as_bytes()
+        .to_vec();
+    if key.len() < 32 {
+        return Err(format!("the signing key in {} is shorter than 32 bytes", key_file.display()));
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).json().init();
+    runtime()?.block_on(async move {
+        let location = StoreLocation { bucket, region, endpoint, prefix: String::new() };
+        let store = S3Store::new(&location, env_credentials()).await.map_err(|e| e.to_string())?;
+        let volume = FsVolume::new(data_dir);
+        let part_size = part_size_mib.max(5) * 1024 * 1024;
+        let clock = std::sync::Arc::new(memgraph_operator::clock::SystemClock);
+        let agent = agent::Agent::new(std::sync::Arc::new(store), std::sync::Arc::new(volume), clock, key, part_size);
+        agent.resume().await.map_err(|e| format!("cannot read the agent's records on the volume: {e}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(&listen).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+        tracing::info!(%listen, "backup agent ready");
+        agent::serve_tcp(agent, listener).await.map_err(|e| format!("agent stopped: {e}"))?;
+        Ok(String::new())
+    })
+}
+
+fn list_backups(command: BackupsCommand) -> Result<String, String> {
+    use memgraph_operator::backup::{StoreLocation, listing, s3::S3Store};
+    let BackupsCommand::List { cluster, namespace, bucket, prefix, region, endpoint, verify } = command;
+    runtime()?.block_on(async move {
+        let (location, credentials) = match cluster {
+            Some(name) => {
+                let client =
+                    kube::Client::try_default().await.map_err(|e| format!("no Kubernetes configuration: {e}"))?;
+                let kube = memgraph_operator::kube_api::KubeClient::new(client, None);
+                let cluster = memgraph_operator::kube_api::Kube::get::<memgraph_operator::api::MemgraphCluster>(
+                    &kube, &namespace, &name,
+                )
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("MemgraphCluster {namespace}/{name} not found"))?;
+                let location = memgraph_operator::reconcile::backup_job::location(&cluster.spec)
+                    .ok_or_else(|| format!("{namespace}/{name} has no spec.snapshot.s3"))?;
+                let credentials =
+                    memgraph_operator::reconcile::backup_job::store_credentials(&kube, &namespace, &cluster.spec)
+                        .await?;
+                (location, credentials)
+            }
+            None => {
+                let bucket = bucket.ok_or("give --cluster, or --bucket (and --prefix) of the store")?;
+                (
+                    StoreLocation { bucket, region, endpoint, prefix: prefix.trim_end_matches('/').to_owned() },
+                    env_credentials(),
+                )
+            }
+        };
+        let store = S3Store::new(&location, credentials).await.map_err(|e| e.to_string())?;
+        listing::table(&store, &location.prefix, verify).await.map_err(|e| format!("{e}; {}", e.hint()))
+    })
 }
 
 fn main() -> ExitCode {
@@ -136,6 +282,10 @@ fn run_controller(config: RunConfig, json: bool) -> ExitCode {
 fn run(cli: Cli) -> Result<String, String> {
     match cli.command {
         Command::Run { .. } => Err("run is handled before".to_owned()),
+        Command::Agent { data_dir, bucket, region, endpoint, key_file, part_size_mib, listen } => {
+            run_agent(data_dir, bucket, region, endpoint, key_file, part_size_mib, listen)
+        }
+        Command::Backups { command } => list_backups(command),
         Command::Crd => memgraph_operator::crd::crd_yaml().map_err(|e| format!("cannot serialize the CRD: {e}")),
         Command::Render { file, namespace } => {
             let yaml = if file.as_os_str() == "-" {

@@ -114,6 +114,11 @@ impl ClusterNames {
         format!("{}-0", self.statefulset(instance))
     }
 
+    /// Secret holding the key that signs the operator's requests to the backup agent.
+    pub fn backup_agent_secret(&self) -> String {
+        format!("{}-backup-agent", self.cluster)
+    }
+
     /// Headless Service giving the pod its DNS name: `NAME-write-hl` or `NAME-read-N`.
     pub fn headless_service(&self, instance: Instance) -> String {
         match instance {

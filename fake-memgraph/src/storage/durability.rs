@@ -1,6 +1,7 @@
 //! Snapshots and write-ahead log in Memgraph's directory layout.
 //!
-//! - `snapshots/<YYYYmmddHHMMSSffffff>_timestamp_<ts>` — a JSON [`SnapshotImage`]. While a slow
+//! - `snapshots/<YYYYmmddHHMMSSffffff>_timestamp_<ts>` — Memgraph's header (`MGsn`, format
+//!   version, section offsets) followed by a JSON [`SnapshotImage`]. While a slow
 //!   snapshot is being written the file already has its final name but holds only
 //!   [`PARTIAL_SNAPSHOT`], which nothing accepts (as in Memgraph, where the header's offsets are
 //!   still zero); a crash leaves it like that, and listing and recovery skip it.
@@ -24,9 +25,63 @@ pub const SNAPSHOT_DIR: &str = "snapshots";
 pub const WAL_DIR: &str = "wal";
 /// Where the database UUID is kept.
 pub const DB_UUID_FILE: &str = "databases/memgraph/uuid";
-/// Contents of a snapshot file that is still being written: Memgraph's magic and zeroed header
-/// fields.
-pub const PARTIAL_SNAPSHOT: &[u8] = b"MGsn\0\0\0\0\0\0\0\0";
+/// Snapshot format version the fake writes. Memgraph's is 21 in 2.21–2.22, 22 in 3.0, 27 in
+/// 3.4 and higher later; nothing in the fake or the operator depends on its value beyond it
+/// being one Memgraph reads (14 or more).
+pub const SNAPSHOT_FORMAT: u64 = 27;
+/// Section offsets in a snapshot header, each a type marker and a little-endian u64.
+const HEADER_OFFSETS: usize = 8;
+/// Memgraph's `Marker::TYPE_INT`, written before each encoded unsigned integer.
+const INT_MARKER: u8 = 0x12;
+/// Length of the header: magic, version, offsets. The fake's body (JSON) follows it.
+pub const SNAPSHOT_HEADER_LEN: usize = 12 + HEADER_OFFSETS * 9;
+/// Contents of a snapshot file that is still being written: Memgraph's magic and version with
+/// the section offsets still zero (they are written last).
+pub const PARTIAL_SNAPSHOT: &[u8] = &partial_header();
+
+const fn partial_header() -> [u8; SNAPSHOT_HEADER_LEN] {
+    let mut h = [0u8; SNAPSHOT_HEADER_LEN];
+    h[0] = b'M';
+    h[1] = b'G';
+    h[2] = b's';
+    h[3] = b'n';
+    let v = SNAPSHOT_FORMAT.to_le_bytes();
+    let mut i = 0;
+    while i < 8 {
+        h[4 + i] = v[i];
+        i += 1;
+    }
+    let mut k = 0;
+    while k < HEADER_OFFSETS {
+        h[12 + k * 9] = INT_MARKER;
+        k += 1;
+    }
+    h
+}
+
+/// A finished snapshot file: the header with its offsets set, then the image.
+pub fn encode_snapshot(img: &SnapshotImage) -> std::io::Result<Vec<u8>> {
+    let body = serde_json::to_vec(img).map_err(std::io::Error::other)?;
+    let mut out = PARTIAL_SNAPSHOT.to_vec();
+    // Every section points at the body (the fake has one section); the edge offsets stay 0 as
+    // in Memgraph without properties on edges.
+    for k in [1usize, 2, 3, 4, 5, 7] {
+        out[12 + k * 9 + 1..12 + k * 9 + 9].copy_from_slice(&(SNAPSHOT_HEADER_LEN as u64).to_le_bytes());
+    }
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Decode a snapshot file; `Err` says why it is not one.
+pub fn decode_snapshot(data: &[u8]) -> Result<SnapshotImage, String> {
+    if data.len() < SNAPSHOT_HEADER_LEN || &data[..4] != b"MGsn" {
+        return Err("not a snapshot file (no MGsn header)".to_owned());
+    }
+    if data[12..SNAPSHOT_HEADER_LEN].chunks(9).all(|f| f[1..].iter().all(|b| *b == 0)) {
+        return Err("incomplete snapshot (section offsets are zero)".to_owned());
+    }
+    serde_json::from_slice(&data[SNAPSHOT_HEADER_LEN..]).map_err(|e| e.to_string())
+}
 
 /// What "nothing has been written since the last snapshot" compares (Memgraph's `SnapshotDigest`):
 /// a promotion or a new database identity counts as a change even at the same timestamp.
@@ -466,7 +521,7 @@ impl Durability {
         }
         let img = s.image(now_micros);
         let rel = format!("{SNAPSHOT_DIR}/{}_timestamp_{}", file_stamp(now_micros), s.ts);
-        let data = serde_json::to_vec(&img).map_err(std::io::Error::other)?;
+        let data = encode_snapshot(&img)?;
         Ok(PendingSnapshot { rel, data, ts: s.ts, digest: SnapshotDigest::of(s) })
     }
 
@@ -556,9 +611,9 @@ impl Durability {
     /// Reads and decodes a snapshot file.
     pub fn read_snapshot(&self, rel: &str) -> Result<Option<SnapshotImage>, DurabilityError> {
         let Some(data) = self.dir.read(rel)? else { return Ok(None) };
-        serde_json::from_slice(&data)
+        decode_snapshot(&data)
             .map(Some)
-            .map_err(|e| DurabilityError::BadSnapshot { name: rel.to_string(), reason: e.to_string() })
+            .map_err(|reason| DurabilityError::BadSnapshot { name: rel.to_string(), reason })
     }
 
     /// Moves every snapshot and WAL file to `snapshots/.old/` and `wal/.old/` (before a forced
@@ -589,7 +644,7 @@ impl Durability {
             return Err(std::io::Error::other("instance is shut down"));
         }
         let rel = format!("{SNAPSHOT_DIR}/{}_timestamp_{}", file_stamp(now_micros), img.ts);
-        let data = serde_json::to_vec(img).map_err(std::io::Error::other)?;
+        let data = encode_snapshot(img)?;
         self.dir.write(&rel, &data)?;
         self.last_snapshot_ts = Some(img.ts);
         Ok(rel)

@@ -435,7 +435,10 @@ pub struct SecretRef {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!self.enabled || size(self.bucket) > 0").message("spec.snapshot.s3.bucket: required when spec.snapshot.s3.enabled is true; set the bucket name"))]
 pub struct S3Spec {
-    /// Upload each new snapshot of the MAIN.
+    /// Turn every scheduled snapshot of the MAIN into a backup: the snapshot file is uploaded
+    /// by a sidecar of the write pod to `<prefix>/<backup-id>/` with a `manifest.json` written
+    /// last. Annotate the cluster with `memgraph.io/backup-request=<any new value>` for a
+    /// backup now.
     #[serde(default)]
     pub enabled: bool,
     /// Bucket name. Required when `enabled` is true.
@@ -448,17 +451,34 @@ pub struct S3Spec {
     /// path-style addressing when an endpoint is set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
-    /// Key prefix under which snapshots are stored.
+    /// Key prefix of this cluster's backups. The operator refuses to write into a prefix that
+    /// holds another cluster's backups.
     #[serde(default = "default_prefix")]
     pub prefix: String,
     /// Secret with the keys `access-key-id` and `secret-access-key`. Unset uses the default AWS
     /// credential chain of the pod (for example IRSA).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_ref: Option<SecretRef>,
-    /// Objects older than this many days are deleted from the bucket.
+    /// Backups whose manifest says they started more than this many days ago are deleted.
+    /// The newest complete backup is never deleted, whatever its age.
     #[serde(default = "default_retention_days")]
     #[schemars(range(min = 1, max = 36500))]
     pub retention_days: i32,
+    /// A backup that has not finished this many seconds after it started is marked failed (no
+    /// manifest is written, so nothing incomplete is ever taken for a backup) and the next
+    /// scheduled snapshot tries again.
+    #[serde(default = "default_backup_timeout")]
+    #[schemars(range(min = 60, max = 86400))]
+    pub timeout_seconds: i32,
+    /// Size of each part of the multipart upload, in MiB. Some stores allow at most 1,000
+    /// parts, so a snapshot of more than `1000 × partSizeMiB` needs a larger part size.
+    #[serde(default = "default_part_size")]
+    #[schemars(range(min = 5, max = 5120))]
+    pub part_size_mib: i32,
+    /// Image of the backup agent sidecar added to the write pod (the operator's own image).
+    /// Unset uses the image of this operator release; set it to mirror the image elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_image: Option<String>,
 }
 
 impl Default for S3Spec {
@@ -471,8 +491,19 @@ impl Default for S3Spec {
             prefix: default_prefix(),
             secret_ref: None,
             retention_days: default_retention_days(),
+            timeout_seconds: default_backup_timeout(),
+            part_size_mib: default_part_size(),
+            agent_image: None,
         }
     }
+}
+
+fn default_backup_timeout() -> i32 {
+    3600
+}
+
+fn default_part_size() -> i32 {
+    16
 }
 
 fn default_region() -> String {

@@ -53,9 +53,12 @@ pub struct MemgraphClusterStatus {
     /// the new schedule are counted from the change, not caught up from before it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot_schedule: Option<String>,
-    /// Time of the last snapshot uploaded to S3.
+    /// When the last backup whose manifest is written finished.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_s3_backup_time: Option<Time>,
+    /// Backups to the object store of `spec.snapshot.s3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<BackupsStatus>,
     /// While the MAIN is found to have lost data: the read pods last counted holding more than
     /// it, with their node counts. The loss stands until each is counted again or the MAIN
     /// holds as much (a pod that cannot be counted now is no evidence that it holds less).
@@ -148,4 +151,74 @@ pub struct ActionFailure {
     pub retry_after: Time,
     /// The last error, and what to do about it.
     pub message: String,
+}
+
+/// Backups of the cluster (see `spec.snapshot.s3`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupsStatus {
+    /// The backup in progress. Recorded before it starts, so it is never started twice, and
+    /// marked failed when it passes its deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running: Option<RunningBackup>,
+    /// The last backup that completed (its manifest is written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful: Option<CompletedBackup>,
+    /// The last backup that failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failed: Option<FailedBackup>,
+    /// Complete backups in the store after the last retention pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kept: Option<i32>,
+    /// The value of the `memgraph.io/backup-request` annotation last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_request: Option<String>,
+    /// When backups were first planned for this cluster (a backup is overdue two schedule
+    /// periods after this when none has succeeded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled_since: Option<Time>,
+}
+
+/// A backup in progress.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RunningBackup {
+    /// Backup id: its prefix under `spec.snapshot.s3.prefix`.
+    pub id: String,
+    /// When it started.
+    pub started_at: Time,
+    /// When it is given up if not finished.
+    pub deadline: Time,
+    /// `schedule` or `request` (the annotation).
+    pub trigger: String,
+}
+
+/// A backup that completed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletedBackup {
+    /// Backup id.
+    pub id: String,
+    /// When it finished.
+    pub time: Time,
+    /// Size of the snapshot file in bytes.
+    pub size_bytes: i64,
+    /// Seconds from start to manifest.
+    pub duration_seconds: i64,
+    /// The snapshot file it holds.
+    pub snapshot: String,
+    /// Memgraph version that wrote it.
+    pub memgraph_version: String,
+}
+
+/// A backup that failed.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedBackup {
+    /// Backup id.
+    pub id: String,
+    /// When it failed.
+    pub time: Time,
+    /// Why, and what to do.
+    pub error: String,
 }

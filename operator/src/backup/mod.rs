@@ -3,8 +3,23 @@
 //!
 //! - [`store`]: the object store trait, and an in-memory store for tests and the simulation.
 //! - `s3` (feature `s3`): the production store on aws-sdk-s3.
+//! - [`header`], [`manifest`]: what a snapshot file and a backup are.
+//! - [`upload`], [`agent`]: the sidecar that uploads, and how the operator asks it to.
+//! - [`catalog`], [`retention`]: what the store holds and what to delete.
+//! - [`volume`]: the data volume as the agent and the restore see it.
 
+pub mod agent;
+pub mod catalog;
+pub mod header;
+pub mod listing;
+pub mod manifest;
+pub mod restore;
+pub mod retention;
+#[cfg(feature = "s3")]
+pub mod s3;
 pub mod store;
+pub mod upload;
+pub mod volume;
 
 use std::fmt;
 
@@ -49,3 +64,6 @@ impl fmt::Debug for Credentials {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -61,7 +61,9 @@ impl StoreError {
                 "check the access-key-id and secret-access-key in the Secret named by spec.snapshot.s3.secretRef and the key's permissions on the bucket"
             }
             StoreErrorKind::NoSuchBucket => "create the bucket, or fix spec.snapshot.s3.bucket and region",
-            StoreErrorKind::NoSuchUpload | StoreErrorKind::Other => "see the message; the next scheduled backup retries",
+            StoreErrorKind::NoSuchUpload | StoreErrorKind::Other => {
+                "see the message; the next scheduled backup retries"
+            }
         }
     }
 }
@@ -116,8 +118,13 @@ pub trait ObjectStore: Send + Sync {
     /// Start a multipart upload of `key`; returns its upload id.
     async fn create_upload(&self, key: &str) -> Result<String, StoreError>;
     /// Upload part `number` (1-based; every part but the last at least 5 MiB on S3).
-    async fn upload_part(&self, key: &str, upload_id: &str, number: i32, body: Bytes)
-    -> Result<CompletedPart, StoreError>;
+    async fn upload_part(
+        &self,
+        key: &str,
+        upload_id: &str,
+        number: i32,
+        body: Bytes,
+    ) -> Result<CompletedPart, StoreError>;
     /// Complete a multipart upload: the object appears whole, at once.
     async fn complete_upload(&self, key: &str, upload_id: &str, parts: &[CompletedPart]) -> Result<(), StoreError>;
     /// Abort a multipart upload, discarding its parts.
@@ -147,6 +154,8 @@ struct MemState {
     faults: MemFaults,
     /// Every completed delete, in order (for oracles: what retention removed).
     deleted: Vec<String>,
+    /// Every object written or deleted, in order: (`true` for a write, key).
+    history: Vec<(bool, String)>,
 }
 
 /// An object store in memory, shared by clones. Latency waits on Tokio's clock, so it runs
@@ -181,6 +190,13 @@ impl MemStore {
         self.state().objects.clone()
     }
 
+    /// Store an object directly, bypassing faults (a test's setup).
+    pub fn insert(&self, key: &str, body: Bytes) {
+        let mut state = self.state();
+        state.objects.insert(key.to_owned(), body);
+        state.history.push((true, key.to_owned()));
+    }
+
     /// Replace an object's bytes behind everyone's back (a corrupted object).
     pub fn corrupt(&self, key: &str, body: Bytes) {
         self.state().objects.insert(key.to_owned(), body);
@@ -194,6 +210,11 @@ impl MemStore {
     /// Keys deleted so far, in order.
     pub fn deleted(&self) -> Vec<String> {
         self.state().deleted.clone()
+    }
+
+    /// Every object written (`true`) or deleted (`false`), in order.
+    pub fn history(&self) -> Vec<(bool, String)> {
+        self.state().history.clone()
     }
 
     async fn enter(&self, operation: &'static str, key: &str) -> Result<(), StoreError> {
@@ -235,7 +256,9 @@ impl ObjectReader for MemReader {
 impl ObjectStore for MemStore {
     async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
         self.enter("put", key).await?;
-        self.state().objects.insert(key.to_owned(), body);
+        let mut state = self.state();
+        state.objects.insert(key.to_owned(), body);
+        state.history.push((true, key.to_owned()));
         Ok(())
     }
 
@@ -265,6 +288,7 @@ impl ObjectStore for MemStore {
         let mut state = self.state();
         state.objects.remove(key);
         state.deleted.push(key.to_owned());
+        state.history.push((false, key.to_owned()));
         Ok(())
     }
 
@@ -311,6 +335,7 @@ impl ObjectStore for MemStore {
             whole.extend_from_slice(body);
         }
         state.objects.insert(key.to_owned(), Bytes::from(whole));
+        state.history.push((true, key.to_owned()));
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! Desired state: pure functions from a `MemgraphCluster` to the Kubernetes objects the operator
 //! creates (DESIGN §2). No I/O; the reconcile applies what these return.
 
+pub mod agent;
 mod pdb;
 mod pod;
 mod services;

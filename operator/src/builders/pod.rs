@@ -171,7 +171,13 @@ pub fn pod_template(ctx: &BuildContext<'_>, instance: Instance) -> PodTemplateSp
     PodTemplateSpec {
         metadata: Some(ObjectMeta { labels: Some(ctx.names.instance_labels(instance)), ..Default::default() }),
         spec: Some(PodSpec {
-            containers: vec![memgraph_container(ctx, instance)],
+            containers: std::iter::once(memgraph_container(ctx, instance))
+                .chain(matches!(instance, Instance::Write).then(|| super::agent::agent_container(ctx)).flatten())
+                .collect(),
+            volumes: matches!(instance, Instance::Write)
+                .then(|| super::agent::agent_volume(ctx))
+                .flatten()
+                .map(|v| vec![v]),
             init_containers: spec.vm_max_map_count.map(|n| vec![sysctl_init_container(n)]),
             termination_grace_period_seconds: Some(match instance {
                 Instance::Write => WRITE_GRACE_SECONDS,

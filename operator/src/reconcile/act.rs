@@ -66,6 +66,7 @@ async fn execute<K: Kube>(
             let labels = crate::reconcile::guard::role_labels(role.as_deref(), *restarts);
             kube.patch_pod_labels(ns, pod, uid, &labels).await?;
         }
+        Action::CreateAgentKey(secret) => drop(kube.apply(secret.as_ref()).await?),
         // Run by `write_status`, after the tick is claimed; events by `publish`.
         Action::CreateSnapshot { .. } | Action::Event(_) => {}
     }
@@ -193,12 +194,41 @@ pub async fn write_status<K: Kube>(
     let mut events = failures::record(&mut status, &obs.status, outcomes, |s| held.iter().any(|h| h == s), clock.now());
     if let Some(done) = finished {
         events.extend(merge_snapshot(&mut status, done, clock.now()));
+        if let Some((state, reason, message)) =
+            super::plan::backup::set_health(&obs.spec, &mut status, clock.now(), obs.cluster.generation)
+        {
+            let type_ = if state == "False" { EventType::Warning } else { EventType::Normal };
+            events.push(PlannedEvent {
+                type_,
+                reason: reason.to_owned(),
+                action: "Check".to_owned(),
+                note: message,
+                condition: true,
+                subject: None,
+            });
+        }
     }
-    let claims_tick = status.last_snapshot_tick != obs.status.last_snapshot_tick;
+    // A backup is recorded only with the snapshot it uploads: if that snapshot was held back
+    // (its subject failed earlier in this reconcile), so is the backup.
+    let running = |s: &MemgraphClusterStatus| s.backups.as_ref().and_then(|b| b.running.clone());
+    let snapshots = plan.actions.iter().any(|a| matches!(a, Action::CreateSnapshot { .. }));
+    if !snapshots && running(&status).is_some() && running(&status) != running(&obs.status) {
+        let before = obs.status.backups.clone().unwrap_or_default();
+        if let Some(b) = status.backups.as_mut() {
+            b.running = before.running;
+            b.last_request = before.last_request;
+        }
+    }
+    // Claiming a tick or recording a backup is scheduled work: it must not happen twice.
+    let claims_tick = status.last_snapshot_tick != obs.status.last_snapshot_tick
+        || status.backups.as_ref().and_then(|b| b.running.as_ref())
+            != obs.status.backups.as_ref().and_then(|b| b.running.as_ref());
     let mut executed = 0;
     if status != obs.status {
-        // A status claiming a tick is written only over the view it was planned from.
-        let guard = claims_tick.then_some(obs.cluster.resource_version.as_str());
+        // The status is written only over the view it was planned from: an old view (a lagging
+        // cache) must neither claim a tick again nor put back bookkeeping a newer write moved
+        // on (a claimed tick, a recorded backup), which would let scheduled work run twice.
+        let guard = Some(obs.cluster.resource_version.as_str());
         kube.patch_status(ns, &names.cluster, &status, guard).await?;
         executed += 1;
     }
@@ -247,7 +277,7 @@ pub async fn write_replication_outcomes<K: Kube>(
 }
 
 /// The events and failure outcome of a finished snapshot, to be written with the status.
-fn snapshot_result(done: &SnapshotDone) -> (PlannedEvent, Option<Outcome>) {
+fn snapshot_result(tick: Timestamp, result: &Result<SnapshotOutcome, String>) -> (PlannedEvent, Option<Outcome>) {
     let event = |type_, reason: &str, note: String| PlannedEvent {
         type_,
         reason: reason.to_owned(),
@@ -256,14 +286,14 @@ fn snapshot_result(done: &SnapshotDone) -> (PlannedEvent, Option<Outcome>) {
         condition: false,
         subject: None,
     };
-    match &done.result {
+    match result {
         Ok(SnapshotOutcome::Created(path)) => (
             event(
                 EventType::Normal,
                 "SnapshotCreated",
                 format!(
                     "Created the scheduled snapshot of {}{}",
-                    done.tick,
+                    tick,
                     path.as_deref().map(|p| format!(": {p}")).unwrap_or_default()
                 ),
             ),
@@ -273,10 +303,7 @@ fn snapshot_result(done: &SnapshotDone) -> (PlannedEvent, Option<Outcome>) {
             event(
                 EventType::Normal,
                 "SnapshotSkipped",
-                format!(
-                    "Nothing changed since the last snapshot, so Memgraph wrote none for the tick of {}",
-                    done.tick
-                ),
+                format!("Nothing changed since the last snapshot, so Memgraph wrote none for the tick of {}", tick),
             ),
             Some(Outcome { subject: SNAPSHOT_SUBJECT.to_owned(), action: "CreateSnapshot".to_owned(), error: None }),
         ),
@@ -284,37 +311,51 @@ fn snapshot_result(done: &SnapshotDone) -> (PlannedEvent, Option<Outcome>) {
             event(
                 EventType::Warning,
                 "SnapshotFailed",
-                format!("The snapshot of {} failed: {e}. The next tick tries again", done.tick),
+                format!("The snapshot of {tick} failed: {e}. The next tick tries again"),
             ),
             Some(Outcome {
                 subject: SNAPSHOT_SUBJECT.to_owned(),
                 action: "CreateSnapshot".to_owned(),
-                error: Some(format!("{e}; {}", failures::hint(&Action::CreateSnapshot { tick: done.tick }))),
+                error: Some(format!("{e}; {}", failures::hint(&Action::CreateSnapshot { tick }))),
             }),
         ),
     }
 }
 
 /// Add a finished snapshot to the status being written: its time, its events, and its failure
-/// (recorded like any failing action).
+/// (recorded like any failing action); then its backup, if it had one.
 pub fn merge_snapshot(
     status: &mut crate::api::MemgraphClusterStatus,
     done: &SnapshotDone,
     now: k8s_openapi::jiff::Timestamp,
 ) -> Vec<PlannedEvent> {
-    if matches!(done.result, Ok(SnapshotOutcome::Created(_))) {
-        status.last_snapshot_time = Some(Time(done.finished));
+    let mut events = Vec::new();
+    if let (Some(tick), Some(result)) = (done.tick, &done.result) {
+        if matches!(result, Ok(SnapshotOutcome::Created(_))) {
+            status.last_snapshot_time = Some(Time(done.finished));
+        }
+        let (event, outcome) = snapshot_result(tick, result);
+        let before = status.clone();
+        events.push(event);
+        events.extend(failures::record(
+            status,
+            &before,
+            &outcome.into_iter().collect::<Vec<_>>(),
+            |s| s != SNAPSHOT_SUBJECT,
+            now,
+        ));
     }
-    let (event, outcome) = snapshot_result(done);
-    let before = status.clone();
-    let mut events = vec![event];
-    events.extend(failures::record(
-        status,
-        &before,
-        &outcome.into_iter().collect::<Vec<_>>(),
-        |s| s != SNAPSHOT_SUBJECT,
-        now,
-    ));
+    if let Some(backup) = &done.backup {
+        let (warning, reason, note) = super::plan::backup::record_result(status, backup, done.finished);
+        events.push(PlannedEvent {
+            type_: if warning { EventType::Warning } else { EventType::Normal },
+            reason: reason.to_owned(),
+            action: "Backup".to_owned(),
+            note,
+            condition: false,
+            subject: None,
+        });
+    }
     events
 }
 
@@ -334,6 +375,7 @@ impl std::fmt::Debug for ActionName<'_> {
             Action::Label { pod, role, .. } => write!(f, "Label {pod} {}", role.as_deref().unwrap_or("(none)")),
             Action::SetFinalizers { .. } => write!(f, "SetFinalizers"),
             Action::CreateSnapshot { .. } => write!(f, "CreateSnapshot"),
+            Action::CreateAgentKey(_) => write!(f, "CreateAgentKey"),
             Action::Event(e) => write!(f, "Event {}", e.reason),
         }
     }

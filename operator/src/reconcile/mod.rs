@@ -1,6 +1,7 @@
 //! One reconcile of one `MemgraphCluster`: observe → plan → act (DESIGN §3).
 
 pub mod act;
+pub mod backup_job;
 pub mod desired;
 pub mod guard;
 pub mod observe;
@@ -48,7 +49,7 @@ impl ReconcileError {
 }
 
 /// What a reconcile did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     /// Reconcile again after this long, unless something triggers it earlier.
     pub requeue_after: Duration,
@@ -114,6 +115,34 @@ async fn fresh_enough<K: Kube>(
     Ok(again.filter(|c| memory.accept(c)))
 }
 
+/// The job to run beside the reconciles, if any: the snapshot of a tick this reconcile claimed
+/// (with its backup when one was recorded with it), or a backup recorded as running that no
+/// job of this process is following (the process that started it died).
+async fn start_job<K: Kube>(
+    kube: &K,
+    memory: &Memory,
+    observed: &observed::Observed,
+    written: &crate::api::MemgraphClusterStatus,
+    tick: Option<k8s_openapi::jiff::Timestamp>,
+    uid: &str,
+) -> Option<snapshot_job::SnapshotJob> {
+    let running = written.backups.as_ref().and_then(|b| b.running.as_ref());
+    if (tick.is_none() && running.is_none()) || !memory.snapshots.start(uid) {
+        return None;
+    }
+    let backup = match running {
+        Some(r) => backup_job::prepare(kube, observed, r).await,
+        None => None,
+    };
+    let names = crate::names::ClusterNames::new(observed.cluster.name.clone(), observed.cluster.namespace.clone());
+    Some(snapshot_job::SnapshotJob {
+        cluster: uid.to_owned(),
+        address: names.bolt_address(crate::names::Instance::Write),
+        tick,
+        backup,
+    })
+}
+
 /// Reconcile one cluster: observe → plan → act, repeated within the same reconcile while it just
 /// changed replication or a replica is about to come in sync, so that a pod that became ready is
 /// registered and labelled by the reconcile its readiness triggered. The status (and a
@@ -132,6 +161,7 @@ pub async fn reconcile<K: Kube>(
     let mut outcomes: Vec<plan::failures::Outcome> = Vec::new();
     let mut executed = 0;
     let mut round = 0;
+    let mut claimed_tick: Option<k8s_openapi::jiff::Timestamp> = None;
     while let Some(candidate) = next.take() {
         round += 1;
         let Some(current) = fresh_enough(kube, memory, candidate).await? else {
@@ -142,12 +172,35 @@ pub async fn reconcile<K: Kube>(
         let stored_now = stored.take().unwrap_or_else(|| current.status.clone().unwrap_or_default());
         let mut observed = observe(kube, bolt, &current).await?;
         observed.snapshot_running = memory.snapshots.running(&uid);
+        if !observed.agent_key_exists {
+            let mut key = [0u8; 32];
+            clock.fill_random(&mut key);
+            observed.fresh_agent_key = crate::backup::upload::hex(&key);
+        }
         memory.progress.note(&mut observed, clock.now());
         let mut plan = plan(&current.spec, &observed, clock.now());
         // What failed in an earlier round waits for its backoff like what failed before.
         let failed_before: Vec<String> =
             outcomes.iter().filter(|o| o.error.is_some()).map(|o| o.subject.clone()).collect();
         plan.actions.retain(|a| a.subject().is_none_or(|s| !failed_before.contains(&s)));
+        // A round plans from the status the previous round planned: a tick an earlier round
+        // claimed is still this reconcile's to take when the status is finally written.
+        match plan.actions.iter().find_map(|a| match a {
+            Action::CreateSnapshot { tick } => Some(*tick),
+            _ => None,
+        }) {
+            Some(tick) => claimed_tick = Some(tick),
+            None => {
+                // ...unless the stored status has it already: the earlier round planned from
+                // an old view, and the tick was taken before.
+                if let Some(tick) = claimed_tick
+                    && plan.status.last_snapshot_tick.as_ref().map(|t| t.0) == Some(tick)
+                    && stored_now.last_snapshot_tick.as_ref().map(|t| t.0) != Some(tick)
+                {
+                    plan.actions.push(Action::CreateSnapshot { tick });
+                }
+            }
+        }
         let changed = plan.actions.iter().any(Action::changes_replication);
         let last = round >= MAX_ROUNDS || !(changed || plan.settling) || started.elapsed() > SETTLE_BUDGET;
         if !last {
@@ -184,15 +237,7 @@ pub async fn reconcile<K: Kube>(
             executed += commands.executed;
             let failed_now = outcomes.iter().chain(&commands.outcomes).any(|o| o.error.is_some());
             executed += write_replication_outcomes(kube, &observed, &status, &commands.outcomes, clock).await?;
-            let snapshot = tick.filter(|_| memory.snapshots.start(&uid)).map(|tick| snapshot_job::SnapshotJob {
-                cluster: uid.clone(),
-                address: crate::names::ClusterNames::new(
-                    observed.cluster.name.clone(),
-                    observed.cluster.namespace.clone(),
-                )
-                .bolt_address(crate::names::Instance::Write),
-                tick,
-            });
+            let snapshot = start_job(kube, memory, &observed, &status, tick, &uid).await;
             let mut requeue_after = plan.requeue_after;
             if failed_now {
                 requeue_after = requeue_after.min(plan::failures::retry_delay(1));

@@ -34,6 +34,7 @@ fn cluster_meta(cluster: &MemgraphCluster) -> ClusterMeta {
         has_finalizer: finalizers.iter().any(|f| f == FINALIZER),
         other_finalizers: finalizers.into_iter().filter(|f| f != FINALIZER).collect(),
         created: cluster.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        backup_request: cluster.annotations().get(crate::reconcile::plan::backup::BACKUP_REQUEST_ANNOTATION).cloned(),
         reference: cluster.object_ref(&()),
     }
 }
@@ -138,6 +139,11 @@ pub async fn observe<K: Kube>(
         }
     }
 
+    let backups_on = spec.snapshot.s3.as_ref().is_some_and(|s3| s3.enabled);
+    let agent_key_exists = backups_on
+        && !meta.deleting
+        && kube.get::<Secret>(&names.namespace, &names.backup_agent_secret()).await?.is_some();
+
     // Memgraph: every ready instance at once (only the write pod while deleting), so one that
     // hangs costs the reconcile one probe timeout, not one per instance. Read pods are asked
     // for their replicas only when they unexpectedly are MAIN.
@@ -197,6 +203,8 @@ pub async fn observe<K: Kube>(
         pods,
         secrets,
         snapshot_running: false,
+        agent_key_exists,
+        fresh_agent_key: String::new(),
         stalls: BTreeMap::new(),
     })
 }

@@ -59,6 +59,8 @@ pub struct ClusterMeta {
     pub other_finalizers: Vec<String>,
     /// `metadata.creationTimestamp`: the first snapshot is scheduled from it.
     pub created: Option<Timestamp>,
+    /// The `memgraph.io/backup-request` annotation.
+    pub backup_request: Option<String>,
     /// Reference used for events.
     pub reference: ObjectReference,
 }
@@ -150,6 +152,11 @@ pub struct Observed {
     pub secrets: BTreeMap<String, BTreeSet<String>>,
     /// A snapshot of this cluster is being taken.
     pub snapshot_running: bool,
+    /// Whether the backup agent's key Secret exists (looked for only with backups on).
+    pub agent_key_exists: bool,
+    /// A key drawn for the agent Secret, in case it must be created (filled by the reconcile,
+    /// which holds the source of randomness; hex).
+    pub fresh_agent_key: String,
     /// Replicas whose node count stood still while the MAIN could not report on them (filled
     /// by [`super::progress::Progress::note`]).
     pub stalls: BTreeMap<u32, super::progress::Stall>,

@@ -194,6 +194,17 @@ fn summary(reports: &[RunReport], wall: Duration, jobs: usize) {
         calm_s as f64 / 60.0
     );
     println!("snapshots                 {issued} taken for {ticks} schedule ticks");
+    let backups: Vec<_> = clusters.iter().filter_map(|c| c.backups.as_ref()).collect();
+    println!(
+        "backups                   {} completed, {} failed, {} deleted by retention, {} kept at the end, {} writes \
+         checked in the newest ({} clusters)",
+        backups.iter().map(|b| b.completed).sum::<usize>(),
+        backups.iter().map(|b| b.failed).sum::<usize>(),
+        backups.iter().map(|b| b.deleted).sum::<usize>(),
+        backups.iter().map(|b| b.kept).sum::<usize>(),
+        backups.iter().map(|b| b.writes_checked).sum::<usize>(),
+        backups.len()
+    );
     println!("faults injected:");
     for (class, n) in &injected {
         println!("  {class:<28} {n}");
@@ -241,6 +252,12 @@ fn print_report(report: &RunReport, cli: &Cli) {
             c.snapshots.issued,
             c.snapshots.ticks
         );
+        if let Some(b) = &c.backups {
+            println!(
+                "      backups: {} completed, {} failed, {} deleted, {} kept, {} writes checked in the newest",
+                b.completed, b.failed, b.deleted, b.kept, b.writes_checked
+            );
+        }
     }
     for v in &report.violations {
         println!("  VIOLATION {v}");

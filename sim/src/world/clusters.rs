@@ -46,6 +46,8 @@ pub struct Setup {
     pub schedule: String,
     /// Read replicas.
     pub replicas: i32,
+    /// Backups to the world's object store (`spec.snapshot.s3`).
+    pub backups: bool,
 }
 
 impl Setup {
@@ -61,9 +63,36 @@ impl Setup {
                 "write": {"image": image(&self.version), "config": {"walFlushEveryNTx": 1}},
                 "read": {"replicas": self.replicas},
                 "replication": {"mode": self.mode, "dataDurability": self.durability},
-                "snapshot": {"schedule": self.schedule},
+                "snapshot": self.snapshot(),
             },
         })
+    }
+
+    fn snapshot(&self) -> Value {
+        if !self.backups {
+            return json!({"schedule": self.schedule});
+        }
+        json!({
+            "schedule": self.schedule,
+            "s3": {
+                "enabled": true,
+                "bucket": super::backups::BUCKET,
+                "endpoint": "http://object-store.sim:9000",
+                "prefix": format!("backups/{}", self.name),
+                "secretRef": {"name": super::backups::CREDENTIALS_SECRET},
+                // Short enough that a stuck backup is seen within a run.
+                "timeoutSeconds": 120,
+                "retentionDays": 1,
+            },
+        })
+    }
+}
+
+/// Which clusters back up: drawn from a stream of its own, so the other draws of a seed stay
+/// what they were before backups existed.
+pub fn draw_backups(rng: &mut Rng, setups: &mut [Setup]) {
+    for setup in setups {
+        setup.backups = rng.chance(0.75);
     }
 }
 
@@ -98,6 +127,7 @@ pub fn draw(rng: &mut Rng, count: Option<usize>, replicas: i32) -> Vec<Setup> {
                 durability: durability.to_owned(),
                 schedule: schedule.to_owned(),
                 replicas: if i == 0 { replicas } else { 2 },
+                backups: false,
             }
         })
         .collect()

@@ -54,6 +54,8 @@ pub struct ClusterState {
     pub status: StatusTruth,
     /// Snapshot oracle.
     pub snapshots: Snapshots,
+    /// Backup oracle.
+    pub backups: super::oracles::backups::Backups,
     /// Economy oracle.
     pub economy: Economy,
     /// Cost figures.
@@ -149,6 +151,7 @@ impl<'a> World<'a> {
                     economy: Economy::default(),
                     cost: Cost::default(),
                     volume_lost: false,
+                    backups: Default::default(),
                     lost_data_since: None,
                     restoring: None,
                     converged_at: None,
@@ -507,9 +510,22 @@ impl<'a> World<'a> {
             // Every tick of the schedule in force counts (a tick missed while the spec was invalid
             // may be caught up after); only ticks with nothing in the way must be taken.
             let schedule = c.spec.as_ref().and_then(|s| s["snapshot"]["schedule"].as_str()).filter(|_| enabled);
-            let takeable = c.write_usable(name) && !invalid && operator_up && !active;
+            // A tick that comes while a backup uploads waits for it (two never run at once).
+            let backup_running = c.status.as_ref().is_some_and(|s| !s["backups"]["running"].is_null());
+            let takeable = c.write_usable(name) && !invalid && operator_up && !active && !backup_running;
             state.snapshots.sample(now.saturating_sub(step), now, schedule, takeable);
             state.economy.sample(now, step, name, c, quiet);
+            if state.setup.backups {
+                let prefix = format!("backups/{name}");
+                found.extend(state.backups.check(
+                    now,
+                    name,
+                    c.status.as_ref(),
+                    &self.kubelet.store,
+                    &prefix,
+                    self.operator_up_since,
+                ));
+            }
             if let Ok(mut ledger) = state.ledger.lock() {
                 ledger.protected_now = c.sync_protected();
             }

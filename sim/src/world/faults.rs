@@ -65,11 +65,15 @@ pub enum FaultClass {
     ImageChange,
     /// Change the read replicas' volume size (Kubernetes refuses it for existing StatefulSets).
     StorageChange,
+    /// The object store is unreachable, slow, loses parts or refuses the credentials.
+    StoreFault,
+    /// Kill the write pod's backup agent (mid-upload, if one runs); its container restarts.
+    AgentKill,
 }
 
 impl FaultClass {
     /// Every class.
-    pub const ALL: [FaultClass; 24] = [
+    pub const ALL: [FaultClass; 26] = [
         FaultClass::PodKill,
         FaultClass::PodDelete,
         FaultClass::VolumeLoss,
@@ -94,6 +98,8 @@ impl FaultClass {
         FaultClass::BlockedReplication,
         FaultClass::AdmissionRefusal,
         FaultClass::InvalidSpec,
+        FaultClass::StoreFault,
+        FaultClass::AgentKill,
     ];
 
     /// Command-line name (`pod-kill`, ...).
@@ -123,6 +129,8 @@ impl FaultClass {
             FaultClass::ScheduleChange => "schedule-change",
             FaultClass::ImageChange => "image-change",
             FaultClass::StorageChange => "storage-change",
+            FaultClass::StoreFault => "store-fault",
+            FaultClass::AgentKill => "agent-kill",
         }
     }
 }

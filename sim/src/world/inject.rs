@@ -13,6 +13,7 @@ use super::run::NAMESPACE;
 use super::truth::write_pod;
 use super::workload;
 use crate::apiserver::{ApiFaults, Key};
+use memgraph_operator::backup::store::MemFaults;
 
 /// How to end a fault window.
 #[derive(Debug, Clone)]
@@ -55,6 +56,8 @@ pub enum Undo {
         /// The node is deleted rather than coming back.
         gone: bool,
     },
+    /// The object store works again.
+    StoreHealthy,
     /// Nothing to undo.
     Nothing,
 }
@@ -341,6 +344,34 @@ impl World<'_> {
                 let what = format!("apply an invalid spec ({words}) for {} s, then fix it", fault.lasts.as_secs());
                 (what, Undo::RestoreSpec { cluster: cluster.clone(), path, value: before }, Some(cluster.clone()))
             }
+            FaultClass::StoreFault => {
+                if self.windows.iter().any(|(_, _, u)| matches!(u, Undo::StoreHealthy)) {
+                    return false;
+                }
+                let (faults, words) = match pick % 4 {
+                    0 => (MemFaults { unreachable: true, ..MemFaults::default() }, "unreachable".to_owned()),
+                    1 => {
+                        let latency = Duration::from_millis(2_000 + (pick >> 4) % 18_000);
+                        (
+                            MemFaults { latency, ..MemFaults::default() },
+                            format!("{} ms per request", latency.as_millis()),
+                        )
+                    }
+                    2 => {
+                        let n = 1 + u32::try_from((pick >> 4) % 3).unwrap_or(0);
+                        (MemFaults { fail_parts: n, ..MemFaults::default() }, format!("failing the next {n} parts"))
+                    }
+                    _ => (MemFaults { denied: true, ..MemFaults::default() }, "refusing the credentials".to_owned()),
+                };
+                self.kubelet.store.set_faults(faults);
+                (format!("object store {words} for {} s", fault.lasts.as_secs()), Undo::StoreHealthy, None)
+            }
+            FaultClass::AgentKill => {
+                if !self.kubelet.kill_agent(&write, &mut self.trace) {
+                    return false;
+                }
+                (format!("kill the backup agent of {write}"), Undo::Nothing, Some(cluster.clone()))
+            }
         };
         *self.injected.entry(fault.class.name().to_owned()).or_insert(0) += 1;
         let lasting = !matches!(undo, Undo::Nothing);
@@ -400,6 +431,7 @@ impl World<'_> {
                     self.note(format!("the node of {pod} answers again"));
                 }
             }
+            Undo::StoreHealthy => self.kubelet.store.set_faults(MemFaults::default()),
             Undo::Nothing => {}
         }
     }

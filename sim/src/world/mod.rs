@@ -1,6 +1,7 @@
 //! The seeded turmoil world: pods as turmoil hosts running fake-memgraph, the operator as a host
 //! running the real reconcile, a client workload per cluster, faults and oracles.
 
+pub mod backups;
 pub mod bolt;
 pub mod clusters;
 pub mod driver;

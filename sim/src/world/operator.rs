@@ -278,7 +278,7 @@ fn status_changes(old: &Value, new: &Value) -> String {
 fn without_bookkeeping(status: &Value) -> Value {
     let mut s = status.clone();
     if let Some(map) = s.as_object_mut() {
-        for field in ["lastSnapshotTime", "snapshot"] {
+        for field in ["lastSnapshotTime", "snapshot", "backups", "lastS3BackupTime"] {
             map.remove(field);
         }
     }
@@ -476,11 +476,18 @@ fn cluster_of_change(change: &crate::apiserver::Change) -> Option<String> {
 
 /// Install the operator host. Its software starts by reconciling every cluster, then follows
 /// watch notifications and requeues, reconciling different clusters concurrently.
-pub fn install(sim: &mut Sim<'_>, api: ApiServer, clock: SimClock, gate: Arc<Gate>) {
+pub fn install(
+    sim: &mut Sim<'_>,
+    api: ApiServer,
+    clock: SimClock,
+    gate: Arc<Gate>,
+    backups: memgraph_operator::reconcile::backup_job::BackupContext,
+) {
     sim.host(OPERATOR_HOST, move || {
         let api = api.clone();
         let clock = clock.clone();
         let gate = gate.clone();
+        let backups = backups.clone();
         async move {
             let kube = Arc::new(GatedKube { inner: api.clone(), gate: gate.clone() });
             let bolt = Arc::new(GatedBolt { inner: TurmoilBolt::new(Timeouts::default()), gate: gate.clone() });
@@ -583,8 +590,15 @@ pub fn install(sim: &mut Sim<'_>, api: ApiServer, clock: SimClock, gate: Arc<Gat
                         cluster: key.1.clone(),
                         trigger,
                     });
-                    let (kube, bolt, memory, clock, gate, done_tx) =
-                        (kube.clone(), bolt.clone(), memory.clone(), clock.clone(), gate.clone(), done_tx.clone());
+                    let (kube, bolt, memory, clock, gate, done_tx, backups) = (
+                        kube.clone(),
+                        bolt.clone(),
+                        memory.clone(),
+                        clock.clone(),
+                        gate.clone(),
+                        done_tx.clone(),
+                        backups.clone(),
+                    );
                     tokio::task::spawn_local(async move {
                         let ok = match kube.get::<MemgraphCluster>(&key.0, &key.1).await {
                             Ok(Some(cluster)) => {
@@ -592,7 +606,7 @@ pub fn install(sim: &mut Sim<'_>, api: ApiServer, clock: SimClock, gate: Arc<Gat
                                 if let Ok(Some(job)) = result.as_ref().map(|o| o.snapshot.clone()) {
                                     let (bolt, memory, clock) = (bolt.clone(), memory.clone(), clock.clone());
                                     tokio::task::spawn_local(async move {
-                                        run_snapshot(bolt.as_ref(), &memory.snapshots, &clock, job).await;
+                                        run_snapshot(bolt.as_ref(), &memory.snapshots, &clock, &backups, job).await;
                                     });
                                 }
                                 result.ok().map(|outcome| outcome.requeue_after)

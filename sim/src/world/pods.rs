@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fake_memgraph::{Config, IdSource, MemDataDir, ServerHandle, TurmoilNet};
+use memgraph_operator::backup::store::MemStore;
+use memgraph_operator::builders::agent::AGENT_CONTAINER;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use turmoil::Sim;
@@ -27,6 +29,8 @@ struct Launch {
     volume: MemDataDir,
     seed: u64,
     startup_delay: Duration,
+    /// The backup agent sidecar: its signing key and the store.
+    agent: Option<(Vec<u8>, MemStore)>,
 }
 
 /// Shared between the kubelet (driver side) and a pod's host software.
@@ -36,6 +40,8 @@ struct Slot {
     handle: Option<ServerHandle>,
     stop: Arc<Notify>,
     start_error: Option<String>,
+    /// Kills the backup agent sidecar (its container restarts).
+    agent_kill: Arc<Notify>,
 }
 
 type Slots = Arc<Mutex<BTreeMap<String, Slot>>>;
@@ -83,6 +89,8 @@ pub struct Kubelet {
     pub startup: (Duration, Duration),
     /// The release an image tagged `latest` really is (an image older than its tag says).
     pub latest: Option<String>,
+    /// The object store backup agents upload to.
+    pub store: MemStore,
 }
 
 /// Pods on lost nodes, since when.
@@ -112,6 +120,7 @@ impl Kubelet {
             lost: LostNodes::default(),
             startup: (Duration::from_millis(500), Duration::from_secs(3)),
             latest: None,
+            store: MemStore::new(),
         }
     }
 
@@ -201,6 +210,34 @@ impl Kubelet {
         });
     }
 
+    /// The backup agent's key, when the pod has the sidecar: `Err` while its Secret does not
+    /// exist (the kubelet cannot mount it, so the pod does not start).
+    fn agent_key(&self, key: &Key, pod: &Value) -> Result<Option<Vec<u8>>, ()> {
+        let containers = pod["spec"]["containers"].as_array().cloned().unwrap_or_default();
+        if !containers.iter().any(|c| c["name"].as_str() == Some(AGENT_CONTAINER)) {
+            return Ok(None);
+        }
+        let volumes = pod["spec"]["volumes"].as_array().cloned().unwrap_or_default();
+        let Some(secret) = volumes.iter().find_map(|v| v["secret"]["secretName"].as_str().map(str::to_owned)) else {
+            return Err(());
+        };
+        let value = self.api.get_json(&Key::new("Secret", &key.namespace, &secret)).ok_or(())?;
+        // The operator writes the key as stringData; the simulated API server keeps it so.
+        let token = value["stringData"]["token"].as_str().map(str::to_owned);
+        token.map(|t| Some(t.trim().as_bytes().to_vec())).ok_or(())
+    }
+
+    /// Kill the backup agent of `pod` (its container restarts after a moment).
+    pub fn kill_agent(&mut self, pod: &str, trace: &mut Trace) -> bool {
+        let slots = lock(&self.slots);
+        let Some(slot) = slots.get(pod).filter(|s| s.launch.as_ref().is_some_and(|l| l.agent.is_some())) else {
+            return false;
+        };
+        slot.agent_kill.notify_one();
+        trace.record(self.clock.elapsed(), format!("backup agent of {pod} killed"));
+        true
+    }
+
     fn launch(&mut self, key: &Key, pod: &Value) -> Launch {
         let mut args = memgraph_command_line(pod, &self.extra_args);
         if let Some(version) = &self.latest
@@ -212,7 +249,8 @@ impl Kubelet {
         let (low, high) = self.startup;
         let spread = u64::try_from(high.saturating_sub(low).as_millis()).unwrap_or(0);
         let startup_delay = low + Duration::from_millis(self.rng.below(spread + 1));
-        Launch { args, volume, seed: self.rng.next_u64(), startup_delay }
+        let agent = self.agent_key(key, pod).ok().flatten().map(|k| (k, self.store.clone()));
+        Launch { args, volume, seed: self.rng.next_u64(), startup_delay, agent }
     }
 
     fn start_host(&mut self, sim: &mut Sim<'_>, pod: &str, host: &str, launch: Launch) {
@@ -223,6 +261,7 @@ impl Kubelet {
             slot.handle = None;
             slot.start_error = None;
             slot.stop = Arc::new(Notify::new());
+            slot.agent_kill = Arc::new(Notify::new());
         }
         if self.hosts.contains_key(host) {
             sim.bounce(host.to_owned());
@@ -235,12 +274,35 @@ impl Kubelet {
                 let clock = clock.clone();
                 let name = name.clone();
                 async move {
-                    let (launch, stop) = {
+                    let (launch, stop, agent_kill) = {
                         let slots = lock(&slots);
                         let slot = slots.get(&name);
-                        (slot.and_then(|s| s.launch.clone()), slot.map(|s| s.stop.clone()))
+                        (
+                            slot.and_then(|s| s.launch.clone()),
+                            slot.map(|s| s.stop.clone()),
+                            slot.map(|s| s.agent_kill.clone()),
+                        )
                     };
-                    let (Some(launch), Some(stop)) = (launch, stop) else { return Ok(()) };
+                    let (Some(launch), Some(stop), Some(agent_kill)) = (launch, stop, agent_kill) else {
+                        return Ok(());
+                    };
+                    if let Some((key, store)) = launch.agent.clone() {
+                        // The sidecar: its own container, restarted when killed.
+                        let (volume, clock) = (launch.volume.clone(), clock.clone());
+                        tokio::task::spawn_local(async move {
+                            loop {
+                                let agent = tokio::task::spawn_local(super::backups::run_agent(
+                                    volume.clone(),
+                                    store.clone(),
+                                    clock.clone(),
+                                    key.clone(),
+                                ));
+                                agent_kill.notified().await;
+                                agent.abort();
+                                tokio::time::sleep(Duration::from_secs(2)).await;
+                            }
+                        });
+                    }
                     tokio::time::sleep(launch.startup_delay).await;
                     let started = match Config::parse_args(launch.args.clone()) {
                         Ok(config) => fake_memgraph::Server::start(
@@ -368,6 +430,9 @@ impl Kubelet {
                 }
                 None => {
                     let Some(pod) = self.api.get_json(key) else { continue };
+                    if self.agent_key(key, &pod).is_err() {
+                        continue;
+                    }
                     let launch = self.launch(key, &pod);
                     self.start_host(sim, &key.name, &host, launch);
                     self.phases.insert(key.clone(), Phase::Running { uid });

@@ -35,6 +35,8 @@ pub struct ClusterReport {
     pub durability: Durability,
     /// Snapshots against the schedule.
     pub snapshots: SnapshotCount,
+    /// Backups, when the cluster takes them.
+    pub backups: Option<super::oracles::backups::BackupCount>,
     /// Reconciles and API writes.
     pub cost: Cost,
     /// Time from the end of the faults until it equalled a fresh deploy.

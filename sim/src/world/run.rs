@@ -150,7 +150,8 @@ pub fn run(config: &RunConfig) -> RunReport {
         .schedule
         .clone()
         .unwrap_or_else(|| Schedule::generate(&mut rng.fork(1), config.duration, &config.classes, config.every_class));
-    let setups = clusters::draw(&mut rng.fork(4), config.clusters, config.replicas);
+    let mut setups = clusters::draw(&mut rng.fork(4), config.clusters, config.replicas);
+    clusters::draw_backups(&mut rng.fork(5), &mut setups);
     let clock = SimClock::default();
     let api = ApiServer::new(Arc::new(clock.clone()));
     let sim = turmoil::Builder::new()
@@ -160,12 +161,27 @@ pub fn run(config: &RunConfig) -> RunReport {
         .max_message_latency(Duration::from_millis(2))
         .rng_seed(config.seed)
         .build();
+    api.create(serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": super::backups::CREDENTIALS_SECRET, "namespace": NAMESPACE},
+        "stringData": {"access-key-id": super::backups::ACCESS_KEY, "secret-access-key": super::backups::SECRET_KEY},
+    }))
+    .ok();
     for setup in &setups {
         api.create(setup.object(NAMESPACE)).ok();
     }
+    let store = memgraph_operator::backup::store::MemStore::new();
+    for setup in setups.iter().filter(|s| s.backups) {
+        let key = crate::apiserver::Key::new("MemgraphCluster", NAMESPACE, &setup.name);
+        if let Some(uid) = api.get_json(&key).and_then(|c| c["metadata"]["uid"].as_str().map(str::to_owned)) {
+            super::backups::seed_old_backups(&store, &setup.name, NAMESPACE, &uid);
+        }
+    }
     let mut args = vec!["--fake-replica-check-frequency-ms=1000".to_owned()];
     args.extend(slow_disk_args(&schedule));
-    let kubelet = Kubelet::new(api.clone(), clock.clone(), args, rng.fork(2).next_u64());
+    let mut kubelet = Kubelet::new(api.clone(), clock.clone(), args, rng.fork(2).next_u64());
+    kubelet.store = store;
     let names: Vec<String> = setups.iter().map(|s| s.name.clone()).collect();
     let source = TruthSource::new(api.clone(), kubelet.servers(), kubelet.lost_nodes(), names);
     let gate = Arc::new(Gate::new(source.clone()));
@@ -179,15 +195,22 @@ pub fn run(config: &RunConfig) -> RunReport {
         setups
             .iter()
             .map(|s| format!(
-                "{} ({}, {} {}, {} replicas, snapshots '{}')",
-                s.name, s.version, s.mode, s.durability, s.replicas, s.schedule
+                "{} ({}, {} {}, {} replicas, snapshots '{}'{})",
+                s.name,
+                s.version,
+                s.mode,
+                s.durability,
+                s.replicas,
+                s.schedule,
+                if s.backups { ", backups" } else { "" }
             ))
             .collect::<Vec<_>>()
             .join("; "),
         super::oracles::TIGHT.as_secs(),
         super::oracles::LOOSE.as_secs()
     ));
-    operator::install(&mut world.sim, api.clone(), clock.clone(), gate.clone());
+    let backups = super::backups::context(&world.kubelet.store);
+    operator::install(&mut world.sim, api.clone(), clock.clone(), gate.clone(), backups);
     for setup in &setups {
         let seed = world.rng.next_u64();
         workload::install(&mut world.sim, api.clone(), &setup.name, ledgers[&setup.name].clone(), seed);
@@ -350,6 +373,18 @@ fn finish(
         violations.extend(found);
         let (snapshots, found) = state.snapshots.judge(name, end_ms);
         violations.extend(found);
+        let backups = setup.backups.then(|| {
+            let (count, found) = state.backups.judge(
+                Duration::from_millis(end_ms),
+                name,
+                &world.kubelet.store,
+                &format!("backups/{name}"),
+                &ledger,
+                state.volume_lost,
+            );
+            violations.extend(found);
+            count
+        });
         let found_outages: Vec<_> = [Kind::Write, Kind::Read]
             .into_iter()
             .flat_map(|k| outages(&ledger, k, end_ms, Duration::from_secs(1)))
@@ -375,6 +410,7 @@ fn finish(
             freshness,
             durability,
             snapshots,
+            backups,
             cost: economy_cost(state),
             convergence_ms: state.converged_at.map(ms),
         });

@@ -16,6 +16,7 @@ pub const EPOCH_SECONDS: i64 = 1_767_225_600;
 #[derive(Debug, Clone, Default)]
 pub struct SimClock {
     driver_micros: Arc<AtomicU64>,
+    random: Arc<AtomicU64>,
 }
 
 impl SimClock {
@@ -38,6 +39,17 @@ impl SimClock {
 impl Clock for SimClock {
     fn now(&self) -> Timestamp {
         Timestamp::from_microsecond(self.unix_micros()).unwrap_or(Timestamp::UNIX_EPOCH)
+    }
+
+    /// Replayable, not secret: a splitmix64 stream shared by the run.
+    fn fill_random(&self, buf: &mut [u8]) {
+        for b in buf.iter_mut() {
+            let mut z =
+                self.random.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::SeqCst).wrapping_add(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            *b = (z ^ (z >> 31)) as u8;
+        }
     }
 }
 

@@ -185,6 +185,7 @@ pub fn hint(action: &Action) -> &'static str {
         Action::CreateSnapshot { .. } => {
             "check the write pod's disk space and log; the next scheduled tick tries again"
         }
+        Action::CreateAgentKey(_) => "the operator needs RBAC to create Secrets in the cluster's namespace",
         Action::Event(_) => "",
     }
 }

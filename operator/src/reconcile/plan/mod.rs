@@ -5,9 +5,10 @@
 //!
 //! One module per idea: [`facts`] (what is true), [`objects`] (what to apply and delete),
 //! [`replication`] (registrations and modes), [`labels`] (routing), [`snapshot`] (the schedule),
-//! [`failures`] (backoff and reporting of actions that keep failing), [`status`] (the truth
+//! [`backup`] (backups and their health), [`failures`] (backoff and reporting of actions that keep failing), [`status`] (the truth
 //! in words).
 
+pub mod backup;
 mod facts;
 pub mod failures;
 mod labels;
@@ -113,6 +114,9 @@ pub enum Action {
         /// The tick.
         tick: Timestamp,
     },
+    /// Create the Secret holding the backup agent's request-signing key (only when it is
+    /// missing; its key was drawn by the reconcile, see `Observed::fresh_agent_key`).
+    CreateAgentKey(Box<k8s_openapi::api::core::v1::Secret>),
     /// Publish an event.
     Event(PlannedEvent),
 }
@@ -149,6 +153,7 @@ impl Action {
             Action::DropReplica { name } => Some(replica_subject(name)),
             Action::Label { pod, .. } => Some(format!("label {pod}")),
             Action::CreateSnapshot { .. } => Some(failures::SNAPSHOT_SUBJECT.to_owned()),
+            Action::CreateAgentKey(_) => Some("backup agent key".to_owned()),
             Action::Event(e) => e.subject.clone(),
         }
     }
@@ -193,6 +198,8 @@ pub(crate) struct Planner<'a> {
     pub storage_pending: Vec<String>,
     /// The schedule tick this plan takes, if any.
     pub snapshot_tick: Option<Timestamp>,
+    /// `status.backups` as this plan leaves it.
+    pub backups: Option<crate::api::BackupsStatus>,
 }
 
 impl<'a> Planner<'a> {
@@ -207,6 +214,7 @@ impl<'a> Planner<'a> {
             next_due: None,
             storage_pending: Vec::new(),
             snapshot_tick: None,
+            backups: None,
         }
     }
 
@@ -283,6 +291,12 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
         snapshot::plan_snapshot(&mut p, &facts);
     }
     let held = failures::hold_back(&mut p);
+    // After the backoff: a backup starts only with a snapshot that is really taken.
+    if errors.is_empty() {
+        backup::plan_backup(&mut p, &facts);
+    } else {
+        p.backups = obs.status.backups.clone();
+    }
     let (status, converged) = status::plan_status(&mut p, &facts, &errors);
     let status_changed = status != obs.status;
     let busy = !converged || p.actions.iter().any(|a| !matches!(a, Action::Event(_)));

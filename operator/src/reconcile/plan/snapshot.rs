@@ -27,7 +27,8 @@ pub(super) fn due_tick(schedule: &Schedule, last: Timestamp, now: Timestamp) -> 
 /// Plan the snapshot of a due tick.
 pub(super) fn plan_snapshot(p: &mut Planner<'_>, facts: &Facts) {
     // One at a time: a tick that comes while one runs is taken when it is done.
-    if !p.spec.snapshot.enabled || !facts.main.routable() || p.obs.snapshot_running {
+    let backup_running = p.obs.status.backups.as_ref().is_some_and(|b| b.running.is_some());
+    if !p.spec.snapshot.enabled || !facts.main.routable() || p.obs.snapshot_running || backup_running {
         return;
     }
     let Ok(schedule) = Schedule::parse(&p.spec.snapshot.schedule) else { return };

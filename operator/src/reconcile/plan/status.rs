@@ -290,6 +290,8 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
 
     // ActionsSucceeding is decided by the outcome of the actions (see `failures::record`).
     conditions.extend(old.conditions.iter().filter(|c| c.type_ == ACTIONS_SUCCEEDING).cloned());
+    // BackupsHealthy is decided last, from the backups as this plan leaves them.
+    conditions.extend(old.conditions.iter().filter(|c| c.type_ == super::backup::BACKUPS_HEALTHY).cloned());
 
     let lost = verdicts.iter().any(|v| v.type_ == DATA_DIVERGENCE && v.reason == "MainLostData");
     let failed = !errors.is_empty() || lost || matches!(facts.main, MainFacts::NotMain | MainFacts::LostData(_));
@@ -357,10 +359,16 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
             old.snapshot_schedule.clone()
         },
         last_s3_backup_time: old.last_s3_backup_time.clone(),
+        backups: p.backups.clone(),
         lost_data_holders,
         validation: Some(validation),
         failing_actions: old.failing_actions.clone(),
         conditions,
     };
+    let mut status = status;
+    if let Some((state, reason, message)) = super::backup::set_health(p.spec, &mut status, p.now, generation) {
+        let type_ = if state == "False" { EventType::Warning } else { EventType::Normal };
+        p.condition_event(type_, reason, message);
+    }
     (status, phase == Phase::Running)
 }

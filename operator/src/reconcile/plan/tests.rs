@@ -40,6 +40,7 @@ fn meta() -> ClusterMeta {
         has_finalizer: true,
         other_finalizers: vec![],
         created: Some(t("2026-06-01T12:00:00Z")),
+        backup_request: None,
         reference: ObjectReference::default(),
     }
 }
@@ -112,6 +113,8 @@ fn fresh(replicas: i32) -> (MemgraphClusterSpec, Observed) {
         pods,
         secrets: BTreeMap::new(),
         snapshot_running: false,
+        agent_key_exists: false,
+        fresh_agent_key: "ab".repeat(32),
         stalls: BTreeMap::new(),
     };
     (spec, obs)
@@ -178,6 +181,7 @@ fn apply_actions(spec: &MemgraphClusterSpec, obs: &mut Observed, actions: &[Acti
                     p.verified_restarts = role.as_ref().map(|_| *restarts);
                 }
             }
+            Action::CreateAgentKey(_) => obs.agent_key_exists = true,
             Action::CreateSnapshot { .. } | Action::Event(_) => {}
         }
     }
@@ -218,6 +222,7 @@ fn kinds(plan: &Plan) -> Vec<String> {
             Action::DropReplica { name } => format!("Drop {name}"),
             Action::Label { pod, role, .. } => format!("Label {pod} {}", role.as_deref().unwrap_or("-")),
             Action::CreateSnapshot { .. } => "CreateSnapshot".to_owned(),
+            Action::CreateAgentKey(_) => "CreateAgentKey".to_owned(),
             Action::Event(_) => unreachable!(),
         })
         .collect();

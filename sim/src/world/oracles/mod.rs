@@ -9,10 +9,13 @@
 //! - [`reads`]: reads never come from another history, and are fresh on routed replicas.
 //! - [`writes`]: acknowledged writes survive where the mode promises.
 //! - [`snapshots`]: one `CREATE SNAPSHOT` per schedule tick.
+//! - [`backups`]: claimed backups exist and match; none stuck; retention keeps the newest; the
+//!   newest holds what was acknowledged before it.
 //! - [`economy`]: a calm cluster costs no API writes and no reconcile storm.
 //! - [`convergence`]: after the heal phase the cluster equals a fresh deploy of its final spec.
 
 pub mod availability;
+pub mod backups;
 pub mod claims;
 pub mod convergence;
 pub mod economy;

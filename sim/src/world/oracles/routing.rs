@@ -120,6 +120,7 @@ impl Routing {
             let allowed = query == "SHOW REPLICATION ROLE"
                 || query == "SHOW REPLICAS"
                 || query == "CREATE SNAPSHOT"
+                || (query == "SHOW SNAPSHOTS" && address.starts_with(&format!("{cluster}-write-")))
                 || query == "MATCH (n) RETURN count(n) AS nodes"
                 || query.starts_with("REGISTER REPLICA read_")
                 || query.starts_with("DROP REPLICA ")
