@@ -72,6 +72,33 @@ enum Command {
         #[arg(long, default_value = "0.0.0.0:9102")]
         listen: String,
     },
+    /// Restore a backup onto an empty data volume (the write pod's init container when the
+    /// cluster is bootstrapped from a backup). Does nothing on a volume it restored before;
+    /// fails without touching anything on a volume holding other data. Credentials come from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or the default AWS chain).
+    Restore {
+        /// Memgraph's data directory.
+        #[arg(long, default_value = "/var/lib/memgraph")]
+        data_dir: PathBuf,
+        /// Bucket.
+        #[arg(long)]
+        bucket: String,
+        /// Key prefix of the source cluster's backups.
+        #[arg(long)]
+        prefix: String,
+        /// Region.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Endpoint of an S3-compatible store.
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// `latest` or a backup id.
+        #[arg(long, default_value = "latest")]
+        backup: String,
+        /// The Memgraph version that will load the snapshot: a backup by a newer one is refused.
+        #[arg(long)]
+        memgraph_version: Option<String>,
+    },
     /// Backups in an object store.
     Backups {
         #[command(subcommand)]
@@ -165,6 +192,44 @@ fn run_agent(
         tracing::info!(%listen, "backup agent ready");
         agent::serve_tcp(agent, listener).await.map_err(|e| format!("agent stopped: {e}"))?;
         Ok(String::new())
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_restore(
+    data_dir: PathBuf,
+    bucket: String,
+    prefix: String,
+    region: String,
+    endpoint: Option<String>,
+    backup: String,
+    memgraph_version: Option<String>,
+) -> Result<String, String> {
+    use memgraph_operator::backup::restore::{self, Outcome, Selector};
+    use memgraph_operator::backup::{StoreLocation, s3::S3Store, volume::FsVolume};
+    let version = match memgraph_version.as_deref() {
+        Some(v) => Some(
+            memgraph_operator::version::MemgraphVersion::parse(v)
+                .ok_or_else(|| format!("--memgraph-version {v:?} is not a version like 3.12.0"))?,
+        ),
+        None => None,
+    };
+    runtime()?.block_on(async move {
+        let prefix = prefix.trim_end_matches('/').to_owned();
+        let location = StoreLocation { bucket, region, endpoint, prefix: prefix.clone() };
+        let store = S3Store::new(&location, env_credentials()).await.map_err(|e| e.to_string())?;
+        let volume = FsVolume::new(data_dir);
+        let now = k8s_openapi::jiff::Timestamp::now();
+        match restore::restore(&store, &volume, &prefix, &Selector::parse(&backup), version, now).await {
+            Ok(Outcome::Restored(m)) => Ok(format!(
+                "restored backup {} (snapshot {}, SHA-256 {}) into the data directory\n",
+                m.backup_id, m.snapshot, m.sha256
+            )),
+            Ok(Outcome::AlreadyRestored(m)) => {
+                Ok(format!("the data directory was restored from backup {} before; nothing to do\n", m.backup_id))
+            }
+            Err(e) => Err(e.to_string()),
+        }
     })
 }
 
@@ -286,6 +351,9 @@ fn run(cli: Cli) -> Result<String, String> {
             run_agent(data_dir, bucket, region, endpoint, key_file, part_size_mib, listen)
         }
         Command::Backups { command } => list_backups(command),
+        Command::Restore { data_dir, bucket, prefix, region, endpoint, backup, memgraph_version } => {
+            run_restore(data_dir, bucket, prefix, region, endpoint, backup, memgraph_version)
+        }
         Command::Crd => memgraph_operator::crd::crd_yaml().map_err(|e| format!("cannot serialize the CRD: {e}")),
         Command::Render { file, namespace } => {
             let yaml = if file.as_os_str() == "-" {

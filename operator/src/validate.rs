@@ -65,6 +65,7 @@ pub fn validate_spec(spec: &MemgraphClusterSpec) -> Vec<SpecError> {
     {
         errors.push(SpecError::new("spec.snapshot.schedule", e.to_string()));
     }
+    check_bootstrap(&mut errors, spec);
     if spec.replication.mode == ReplicationMode::StrictSync {
         for (field, image) in [("spec.write.image", spec.write.image.as_str()), ("spec.read.image", spec.read_image())]
         {
@@ -174,6 +175,23 @@ fn check_extra_args(errors: &mut Vec<SpecError>, field: &str, args: &[String]) {
     }
 }
 
+/// A cluster restored from a backup must not write its own backups over the source's.
+fn check_bootstrap(errors: &mut Vec<SpecError>, spec: &MemgraphClusterSpec) {
+    let (Some(source), Some(s3)) = (
+        spec.bootstrap.as_ref().and_then(|b| b.from_backup.as_ref()),
+        spec.snapshot.s3.as_ref().filter(|s3| s3.enabled),
+    ) else {
+        return;
+    };
+    let same_prefix = source.prefix.trim_end_matches('/') == s3.prefix.trim_end_matches('/');
+    if source.bucket == s3.bucket && source.endpoint == s3.endpoint && same_prefix {
+        errors.push(SpecError::new(
+            "spec.snapshot.s3.prefix",
+            "is the prefix this cluster is restored from (spec.bootstrap.fromBackup.prefix); give this cluster's backups a prefix of their own so they never mix with the source's",
+        ));
+    }
+}
+
 /// A Secret the spec refers to and the keys it must hold.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretReference {
@@ -200,6 +218,15 @@ pub fn secret_references(spec: &MemgraphClusterSpec) -> Vec<SecretReference> {
     {
         refs.push(SecretReference {
             field: "spec.snapshot.s3.secretRef.name",
+            name: secret.name.clone(),
+            keys: vec!["access-key-id".to_owned(), "secret-access-key".to_owned()],
+        });
+    }
+    if let Some(secret) =
+        spec.bootstrap.as_ref().and_then(|b| b.from_backup.as_ref()).and_then(|f| f.secret_ref.as_ref())
+    {
+        refs.push(SecretReference {
+            field: "spec.bootstrap.fromBackup.secretRef.name",
             name: secret.name.clone(),
             keys: vec!["access-key-id".to_owned(), "secret-access-key".to_owned()],
         });

@@ -136,3 +136,40 @@ fn run_without_a_reachable_api_server_exits_with_one_line() {
     assert!(!stderr.contains("panicked"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+fn write_pod_spec(sample_file: &str) -> Value {
+    let out = operator(&["render", "-f", &sample(sample_file)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let docs = documents(&out.stdout);
+    let sts = docs
+        .iter()
+        .find(|d| {
+            let (kind, name) = kind_and_name(d);
+            kind == "StatefulSet" && name.ends_with("-write")
+        })
+        .expect("write StatefulSet");
+    sts["spec"]["template"]["spec"].clone()
+}
+
+#[test]
+fn render_shows_the_backup_agent_and_the_restore_init_container() {
+    let pod = write_pod_spec("production.yaml");
+    let agent = pod["containers"]
+        .as_sequence()
+        .and_then(|cs| cs.iter().find(|c| c["name"].as_str() == Some("backup-agent")))
+        .expect("backup-agent sidecar");
+    let args: Vec<&str> = agent["args"].as_sequence().into_iter().flatten().filter_map(Value::as_str).collect();
+    assert_eq!(args.first(), Some(&"agent"));
+    // Credentials come from the Secret by reference, never as values or arguments.
+    let text = serde_yaml::to_string(agent).unwrap_or_default();
+    assert!(text.contains("secretKeyRef") && !args.iter().any(|a| a.contains("secret")), "{text}");
+    assert!(pod["initContainers"].as_sequence().is_none_or(|i| i.iter().all(|c| c["name"] != "restore")));
+
+    let pod = write_pod_spec("restore.yaml");
+    let restore = pod["initContainers"]
+        .as_sequence()
+        .and_then(|cs| cs.iter().find(|c| c["name"].as_str() == Some("restore")))
+        .expect("restore init container");
+    let args: Vec<&str> = restore["args"].as_sequence().into_iter().flatten().filter_map(Value::as_str).collect();
+    assert!(args.contains(&"--prefix=clusters/production") && args.contains(&"--backup=latest"), "{args:?}");
+}

@@ -80,6 +80,50 @@ pub struct MemgraphClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 65530, max = 2147483647))]
     pub vm_max_map_count: Option<i64>,
+    /// How a new cluster gets its first data. Honoured only when the cluster is created (and
+    /// recorded in `status.bootstrap`); adding it to an existing cluster does nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapSpec>,
+}
+
+/// The first data of a new cluster.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapSpec {
+    /// Restore the write instance from a backup before Memgraph first starts. The read replicas
+    /// start empty and receive the data from the MAIN by replication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_backup: Option<BackupSource>,
+}
+
+/// A backup to restore, in an object store.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("size(self.bucket) > 0 && size(self.prefix) > 0").message("spec.bootstrap.fromBackup: bucket and prefix are required; set them to where the source cluster's backups are"))]
+pub struct BackupSource {
+    /// Bucket of the source cluster's backups.
+    pub bucket: String,
+    /// Key prefix of the source cluster's backups (its `spec.snapshot.s3.prefix`). This cluster's
+    /// own backups must go to another prefix.
+    pub prefix: String,
+    /// Region of the bucket.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Endpoint URL of an S3-compatible store. Unset uses AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Secret with the keys `access-key-id` and `secret-access-key`. Unset uses the default AWS
+    /// credential chain of the pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<SecretRef>,
+    /// `latest` (the newest complete backup) or a backup id from `memgraph-operator backups
+    /// list`.
+    #[serde(default = "default_backup_id")]
+    pub backup_id: String,
+}
+
+fn default_backup_id() -> String {
+    "latest".to_owned()
 }
 
 /// Storage for one instance's data directory (`/var/lib/memgraph`).

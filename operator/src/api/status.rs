@@ -59,6 +59,9 @@ pub struct MemgraphClusterStatus {
     /// Backups to the object store of `spec.snapshot.s3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backups: Option<BackupsStatus>,
+    /// The bootstrap of `spec.bootstrap`, once decided at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapStatus>,
     /// While the MAIN is found to have lost data: the read pods last counted holding more than
     /// it, with their node counts. The loss stands until each is counted again or the MAIN
     /// holds as much (a pod that cannot be counted now is no evidence that it holds less).
@@ -221,4 +224,19 @@ pub struct FailedBackup {
     pub time: Time,
     /// Why, and what to do.
     pub error: String,
+}
+
+/// What became of `spec.bootstrap`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BootstrapStatus {
+    /// `Restoring` (the write pod's init container restores the backup), `Completed` (the
+    /// restored MAIN was verified; it never runs again) or `Ignored` (the spec asked for it
+    /// after the cluster was created).
+    pub state: String,
+    /// The backup asked for (`latest` or an id) and where.
+    pub source: String,
+    /// When it completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<Time>,
 }

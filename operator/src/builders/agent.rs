@@ -129,3 +129,67 @@ pub fn agent_volume(ctx: &BuildContext<'_>) -> Option<Volume> {
         ..Default::default()
     })
 }
+
+/// Name of the restore init container.
+pub const RESTORE_CONTAINER: &str = "restore";
+
+/// The write pod's init container that restores `spec.bootstrap.fromBackup` onto an empty
+/// volume, when the cluster is being bootstrapped.
+pub fn restore_container(ctx: &BuildContext<'_>) -> Option<Container> {
+    if !ctx.restore {
+        return None;
+    }
+    let source = ctx.spec.bootstrap.as_ref()?.from_backup.as_ref()?;
+    let mut args = vec![
+        "restore".to_owned(),
+        format!("--data-dir={DATA_DIR}"),
+        format!("--bucket={}", source.bucket),
+        format!("--region={}", source.region),
+        format!("--prefix={}", source.prefix.trim_end_matches('/')),
+        format!("--backup={}", source.backup_id),
+    ];
+    if let Some(endpoint) = &source.endpoint {
+        args.push(format!("--endpoint={endpoint}"));
+    }
+    if let Some(version) = crate::version::MemgraphVersion::from_image(&ctx.spec.write.image) {
+        args.push(format!("--memgraph-version={version}"));
+    }
+    let env = source.secret_ref.as_ref().map(|secret| {
+        let from = |name: &str, key: &str| EnvVar {
+            name: name.to_owned(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.name.clone(),
+                    key: key.to_owned(),
+                    optional: Some(false),
+                }),
+                ..Default::default()
+            }),
+        };
+        vec![from("AWS_ACCESS_KEY_ID", "access-key-id"), from("AWS_SECRET_ACCESS_KEY", "secret-access-key")]
+    });
+    let image = ctx.spec.snapshot.s3.as_ref().and_then(|s3| s3.agent_image.clone());
+    Some(Container {
+        name: RESTORE_CONTAINER.to_owned(),
+        image: Some(image.unwrap_or_else(|| DEFAULT_AGENT_IMAGE.to_owned())),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        args: Some(args),
+        env,
+        volume_mounts: Some(vec![VolumeMount {
+            name: DATA_VOLUME.to_owned(),
+            mount_path: DATA_DIR.to_owned(),
+            ..Default::default()
+        }]),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            run_as_non_root: Some(true),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".to_owned()]), add: None }),
+            ..Default::default()
+        }),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ..Default::default()
+    })
+}

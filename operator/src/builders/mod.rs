@@ -42,6 +42,9 @@ pub struct BuildContext<'a> {
     pub names: ClusterNames,
     /// Controller owner reference to the cluster, so garbage collection removes its objects.
     pub owner: OwnerReference,
+    /// The write pod restores `spec.bootstrap.fromBackup` before Memgraph starts (a new cluster
+    /// whose bootstrap is not completed).
+    pub restore: bool,
 }
 
 impl<'a> BuildContext<'a> {
@@ -51,12 +54,15 @@ impl<'a> BuildContext<'a> {
         let namespace = cluster.namespace().ok_or_else(|| BuildError::MissingNamespace(name.clone()))?;
         let mut owner = cluster.controller_owner_ref(&()).ok_or_else(|| BuildError::MissingUid(name.clone()))?;
         owner.block_owner_deletion = Some(true);
-        Ok(Self { spec: &cluster.spec, names: ClusterNames::new(name, namespace), owner })
+        // A cluster read as a file (render) is new: it would be restored.
+        let restore = cluster.spec.bootstrap.as_ref().is_some_and(|b| b.from_backup.is_some())
+            && cluster.status.as_ref().and_then(|s| s.bootstrap.as_ref()).is_none_or(|b| b.state == "Restoring");
+        Ok(Self { spec: &cluster.spec, names: ClusterNames::new(name, namespace), owner, restore })
     }
 
     /// Context from its parts, for callers that already hold the names and owner reference.
     pub fn from_parts(spec: &'a MemgraphClusterSpec, names: ClusterNames, owner: OwnerReference) -> Self {
-        Self { spec, names, owner }
+        Self { spec, names, owner, restore: false }
     }
 
     /// Metadata of an owned object: name, namespace, labels and the owner reference.

@@ -178,7 +178,13 @@ pub fn pod_template(ctx: &BuildContext<'_>, instance: Instance) -> PodTemplateSp
                 .then(|| super::agent::agent_volume(ctx))
                 .flatten()
                 .map(|v| vec![v]),
-            init_containers: spec.vm_max_map_count.map(|n| vec![sysctl_init_container(n)]),
+            init_containers: {
+                let restore =
+                    matches!(instance, Instance::Write).then(|| super::agent::restore_container(ctx)).flatten();
+                let inits: Vec<Container> =
+                    spec.vm_max_map_count.map(sysctl_init_container).into_iter().chain(restore).collect();
+                (!inits.is_empty()).then_some(inits)
+            },
             termination_grace_period_seconds: Some(match instance {
                 Instance::Write => WRITE_GRACE_SECONDS,
                 Instance::Read(_) => READ_GRACE_SECONDS,

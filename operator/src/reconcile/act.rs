@@ -225,10 +225,10 @@ pub async fn write_status<K: Kube>(
             != obs.status.backups.as_ref().and_then(|b| b.running.as_ref());
     let mut executed = 0;
     if status != obs.status {
-        // The status is written only over the view it was planned from: an old view (a lagging
-        // cache) must neither claim a tick again nor put back bookkeeping a newer write moved
-        // on (a claimed tick, a recorded backup), which would let scheduled work run twice.
-        let guard = Some(obs.cluster.resource_version.as_str());
+        // A status claiming a tick or recording a backup is written only over the view it was
+        // planned from. (Other writes cannot put back older bookkeeping either: the reconcile
+        // refuses a view older than one this process wrote, see `Memory::accept`.)
+        let guard = claims_tick.then_some(obs.cluster.resource_version.as_str());
         kube.patch_status(ns, &names.cluster, &status, guard).await?;
         executed += 1;
     }

@@ -80,6 +80,9 @@ pub const STALE_RETRY: Duration = Duration::from_secs(1);
 #[derive(Debug, Default)]
 pub struct Memory {
     newest: Mutex<BTreeMap<String, i64>>,
+    /// The latest scheduled work (a claimed tick, a backup started or finished) each cluster's
+    /// status was written with: a view without it is older than a write this process made.
+    written: Mutex<BTreeMap<String, k8s_openapi::jiff::Timestamp>>,
     /// Snapshots running beside the reconciles, and their results.
     pub snapshots: snapshot_job::SnapshotJobs,
     /// Node counts of replicas while the MAIN cannot report on them.
@@ -87,9 +90,18 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// Whether `cluster` is at least as new as every view of it acted on before; remembers it.
+    /// Whether `cluster` is at least as new as every view of it acted on before, and its status
+    /// holds the scheduled work this process last recorded; remembers it.
     pub fn accept(&self, cluster: &MemgraphCluster) -> bool {
         let (Some(uid), Some(generation)) = (cluster.uid(), cluster.metadata.generation) else { return true };
+        if let (Ok(written), Some(stamp)) = (self.written.lock(), written_stamp(cluster.status.as_ref()))
+            && written.get(&uid).is_some_and(|w| stamp < *w)
+        {
+            return false;
+        }
+        if written_stamp(cluster.status.as_ref()).is_none() && self.written.lock().is_ok_and(|w| w.contains_key(&uid)) {
+            return false;
+        }
         let Ok(mut newest) = self.newest.lock() else { return true };
         let seen = newest.entry(uid).or_insert(generation);
         if generation < *seen {
@@ -98,6 +110,31 @@ impl Memory {
         *seen = generation;
         true
     }
+
+    /// Remember the scheduled work a status this process wrote records.
+    pub fn wrote(&self, uid: &str, status: &crate::api::MemgraphClusterStatus) {
+        if let (Ok(mut written), Some(stamp)) = (self.written.lock(), written_stamp(Some(status))) {
+            let entry = written.entry(uid.to_owned()).or_insert(stamp);
+            *entry = (*entry).max(stamp);
+        }
+    }
+}
+
+/// The latest scheduled work a status records.
+fn written_stamp(status: Option<&crate::api::MemgraphClusterStatus>) -> Option<k8s_openapi::jiff::Timestamp> {
+    let status = status?;
+    let b = status.backups.as_ref();
+    [
+        status.last_snapshot_tick.as_ref().map(|t| t.0),
+        b.and_then(|b| b.running.as_ref()).map(|r| r.started_at.0),
+        b.and_then(|b| b.last_successful.as_ref()).map(|r| r.time.0),
+        b.and_then(|b| b.last_failed.as_ref()).map(|r| r.time.0),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    // Stored times keep whole seconds only.
+    .and_then(|t| k8s_openapi::jiff::Timestamp::from_second(t.as_second()).ok())
 }
 
 /// A view of `cluster` at least as new as any acted on before, reading it again once if the one
@@ -233,6 +270,7 @@ pub async fn reconcile<K: Kube>(
                     }
                 };
             executed += written;
+            memory.wrote(&uid, &status);
             let commands = act(kube, bolt, &observed, &plan.actions, Phase::Replication).await;
             executed += commands.executed;
             let failed_now = outcomes.iter().chain(&commands.outcomes).any(|o| o.error.is_some());

@@ -205,6 +205,14 @@ fn summary(reports: &[RunReport], wall: Duration, jobs: usize) {
         backups.iter().map(|b| b.writes_checked).sum::<usize>(),
         backups.len()
     );
+    let boots: Vec<_> = reports.iter().filter_map(|r| r.bootstrap.as_ref()).collect();
+    println!(
+        "bootstraps from a backup  {} of {} runs, {} with a verified MAIN, {} writes checked",
+        boots.len(),
+        reports.len(),
+        boots.iter().filter(|b| b.ready_ms.is_some()).count(),
+        boots.iter().map(|b| b.writes_checked).sum::<usize>()
+    );
     println!("faults injected:");
     for (class, n) in &injected {
         println!("  {class:<28} {n}");
@@ -258,6 +266,19 @@ fn print_report(report: &RunReport, cli: &Cli) {
                 b.completed, b.failed, b.deleted, b.kept, b.writes_checked
             );
         }
+    }
+    if let Some(b) = &report.bootstrap {
+        println!(
+            "  bootstrap from backup {} of [{}]: MAIN verified after {}, {}",
+            b.backup,
+            b.source,
+            b.ready_ms.map_or("never".to_owned(), |ms| format!("{:.1} s", ms as f64 / 1000.0)),
+            if b.judged {
+                format!("{} writes acknowledged before the snapshot all there", b.writes_checked)
+            } else {
+                "data not judged (the source lost its write volume)".to_owned()
+            }
+        );
     }
     for v in &report.violations {
         println!("  VIOLATION {v}");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use fake_memgraph::{Config, IdSource, MemDataDir, ServerHandle, TurmoilNet};
 use memgraph_operator::backup::store::MemStore;
-use memgraph_operator::builders::agent::AGENT_CONTAINER;
+use memgraph_operator::builders::agent::{AGENT_CONTAINER, RESTORE_CONTAINER};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use turmoil::Sim;
@@ -31,6 +31,8 @@ struct Launch {
     startup_delay: Duration,
     /// The backup agent sidecar: its signing key and the store.
     agent: Option<(Vec<u8>, MemStore)>,
+    /// The restore init container: prefix, backup, Memgraph version; and the store.
+    restore: Option<(String, String, Option<String>, MemStore)>,
 }
 
 /// Shared between the kubelet (driver side) and a pod's host software.
@@ -250,7 +252,19 @@ impl Kubelet {
         let spread = u64::try_from(high.saturating_sub(low).as_millis()).unwrap_or(0);
         let startup_delay = low + Duration::from_millis(self.rng.below(spread + 1));
         let agent = self.agent_key(key, pod).ok().flatten().map(|k| (k, self.store.clone()));
-        Launch { args, volume, seed: self.rng.next_u64(), startup_delay, agent }
+        let restore = pod["spec"]["initContainers"].as_array().and_then(|inits| {
+            let init = inits.iter().find(|c| c["name"].as_str() == Some(RESTORE_CONTAINER))?;
+            let args: Vec<String> =
+                init["args"].as_array()?.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect();
+            let arg = |name: &str| args.iter().find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_owned));
+            Some((
+                arg("prefix")?,
+                arg("backup").unwrap_or_else(|| "latest".to_owned()),
+                arg("memgraph-version"),
+                self.store.clone(),
+            ))
+        });
+        Launch { args, volume, seed: self.rng.next_u64(), startup_delay, agent, restore }
     }
 
     fn start_host(&mut self, sim: &mut Sim<'_>, pod: &str, host: &str, launch: Launch) {
@@ -304,7 +318,24 @@ impl Kubelet {
                         });
                     }
                     tokio::time::sleep(launch.startup_delay).await;
-                    let started = match Config::parse_args(launch.args.clone()) {
+                    // The restore init container runs first; its failure keeps Memgraph from starting.
+                    let restored = match launch.restore.clone() {
+                        Some((prefix, backup, version, store)) => {
+                            use memgraph_operator::backup::restore::{Selector, restore};
+                            let version =
+                                version.as_deref().and_then(memgraph_operator::version::MemgraphVersion::parse);
+                            let volume = super::backups::SimVolume(launch.volume.clone());
+                            let now = memgraph_operator::clock::Clock::now(&clock);
+                            restore(&store, &volume, &prefix, &Selector::parse(&backup), version, now)
+                                .await
+                                .map(|_| ())
+                                .map_err(|e| format!("init container restore failed: {e}"))
+                        }
+                        None => Ok(()),
+                    };
+                    let started = match restored
+                        .and_then(|()| Config::parse_args(launch.args.clone()).map_err(|e| e.to_string()))
+                    {
                         Ok(config) => fake_memgraph::Server::start(
                             config,
                             TurmoilNet,
@@ -314,7 +345,7 @@ impl Kubelet {
                         )
                         .await
                         .map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => Err(e),
                     };
                     match started {
                         Ok(handle) => {

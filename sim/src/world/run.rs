@@ -36,6 +36,134 @@ pub const CHECK_EVERY: Duration = Duration::from_millis(200);
 /// How long a converged world is watched for economy and freshness before the run ends.
 pub const CALM: Duration = Duration::from_secs(60);
 
+/// Time a cluster bootstrapped from a backup after the run has to come up as a verified MAIN.
+pub const BOOTSTRAP: Duration = Duration::from_secs(120);
+/// Name of that cluster.
+pub const RESTORED: &str = "r";
+
+/// What the bootstrap after the run found.
+#[derive(Debug, Clone, Serialize)]
+pub struct BootstrapCheck {
+    /// The cluster whose backup was restored.
+    pub source: String,
+    /// The backup.
+    pub backup: String,
+    /// Writes acknowledged before the backup's snapshot, all found on the restored MAIN.
+    pub writes_checked: usize,
+    /// Simulated ms until the restored cluster's MAIN was verified.
+    pub ready_ms: Option<u64>,
+    /// Whether its data was judged (not after the source lost its write volume).
+    pub judged: bool,
+}
+
+/// After the run: create a cluster bootstrapped from the newest backup the run took of the
+/// first cluster with backups, wait for its MAIN, and check that it holds every write
+/// acknowledged before that backup's snapshot and nothing that was never written.
+fn bootstrap_from_backup(
+    world: &mut World<'_>,
+    clock: &SimClock,
+    setups: &[Setup],
+    ledgers: &BTreeMap<String, SharedLedger>,
+) -> Option<BootstrapCheck> {
+    let source = setups.iter().find(|s| s.backups)?;
+    let prefix = format!("backups/{}", source.name);
+    let store = world.kubelet.store.clone();
+    let epoch = memgraph_operator::backup::manifest::backup_id(
+        k8s_openapi::jiff::Timestamp::from_second(super::time::EPOCH_SECONDS).ok()?,
+    );
+    let objects = store.objects();
+    let listed = objects
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("{prefix}/")))
+        .map(|(k, v)| memgraph_operator::backup::store::ObjectInfo { key: k.clone(), size: v.len() as u64 })
+        .collect();
+    let entries = memgraph_operator::backup::catalog::build(&prefix, listed, &objects);
+    let entry = entries.iter().filter(|e| e.is_good() && e.id >= epoch).max_by_key(|e| e.id.clone())?;
+    let snapshot = entry.manifest.as_ref()?.snapshot.name.clone();
+    let taken_ms = super::oracles::backups::snapshot_taken_ms(&snapshot)?;
+    let started = world.now();
+    // The source's image now (an image change may have moved it on): an older one would be
+    // refused the backup, rightly.
+    let image = world
+        .api
+        .get_json(&crate::apiserver::Key::new("MemgraphCluster", NAMESPACE, &source.name))
+        .and_then(|c| c["spec"]["write"]["image"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| clusters::image(&source.version));
+    world.note(format!("bootstrap: cluster {RESTORED} is created from backup {} of {}", entry.id, source.name));
+    let object = serde_json::json!({
+        "apiVersion": "memgraph.io/v1alpha1",
+        "kind": "MemgraphCluster",
+        "metadata": {"name": RESTORED, "namespace": NAMESPACE},
+        "spec": {
+            "write": {"image": image},
+            "read": {"replicas": 1},
+            "bootstrap": {"fromBackup": {
+                "bucket": super::backups::BUCKET,
+                "prefix": prefix,
+                "endpoint": "http://object-store.sim:9000",
+                "secretRef": {"name": super::backups::CREDENTIALS_SECRET},
+                "backupId": entry.id,
+            }},
+        },
+    });
+    world.api.create(object).ok();
+    let write = write_pod(RESTORED);
+    let mut steps: u64 = 0;
+    let mut ready_ms = None;
+    while world.now() < started + BOOTSTRAP {
+        if world.sim.step().is_err() {
+            break;
+        }
+        steps += 1;
+        clock.set_elapsed(world.now());
+        if steps.is_multiple_of(10) {
+            world.kubelet.sync(&mut world.sim, &mut world.trace);
+        }
+        if steps.is_multiple_of(20) {
+            let key = crate::apiserver::Key::new("MemgraphCluster", NAMESPACE, RESTORED);
+            let done = world.api.get_json(&key).is_some_and(|c| c["status"]["bootstrap"]["state"] == "Completed");
+            if done && world.source.server(&write).is_some_and(|s| s.role() == Role::Main) {
+                ready_ms = Some(ms(world.now() - started));
+                break;
+            }
+        }
+    }
+    let at_ms = ms(world.now());
+    let mut check = BootstrapCheck {
+        source: source.name.clone(),
+        backup: entry.id.clone(),
+        writes_checked: 0,
+        ready_ms,
+        judged: false,
+    };
+    let violation = |what: String| Violation { at_ms, cluster: RESTORED.to_owned(), what };
+    if ready_ms.is_none() {
+        world.violations.push(violation(format!(
+            "the cluster bootstrapped from backup {} had no verified MAIN with its bootstrap completed after {} s",
+            entry.id,
+            BOOTSTRAP.as_secs()
+        )));
+        return Some(check);
+    }
+    // After the source lost its write volume a person restored its MAIN from a replica, and
+    // under ASYNC acknowledged writes may be gone from the source itself (the writes oracle
+    // measures that); what its backups hold is then not judged against every acknowledgement.
+    if world.clusters.get(&source.name).is_some_and(|c| c.volume_lost) {
+        return Some(check);
+    }
+    check.judged = true;
+    let ids = world.source.server(&write).map(|s| written_ids(&s)).unwrap_or_default();
+    let ledger = ledgers.get(&source.name).map(|l| l.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone());
+    let judged = ledger
+        .map(|l| super::oracles::backups::holds(&format!("the MAIN restored from {}", entry.id), &ids, &l, taken_ms));
+    match judged {
+        Some(Ok(n)) => check.writes_checked = n,
+        Some(Err(e)) => world.violations.push(violation(e)),
+        None => {}
+    }
+    Some(check)
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
@@ -105,6 +233,8 @@ pub struct RunReport {
     /// The picture, when asked for.
     #[serde(skip)]
     pub picture: Option<Picture>,
+    /// The bootstrap from a backup after the run, when a backup was taken.
+    pub bootstrap: Option<BootstrapCheck>,
 }
 
 impl RunReport {
@@ -155,7 +285,7 @@ pub fn run(config: &RunConfig) -> RunReport {
     let clock = SimClock::default();
     let api = ApiServer::new(Arc::new(clock.clone()));
     let sim = turmoil::Builder::new()
-        .simulation_duration(config.duration + config.heal + CALM + Duration::from_secs(60))
+        .simulation_duration(config.duration + config.heal + CALM + BOOTSTRAP + Duration::from_secs(60))
         .tick_duration(TICK)
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(Duration::from_millis(2))
@@ -216,7 +346,10 @@ pub fn run(config: &RunConfig) -> RunReport {
         workload::install(&mut world.sim, api.clone(), &setup.name, ledgers[&setup.name].clone(), seed);
     }
     drive(&mut world, &schedule, config, &clock, &api);
-    finish(world, config, schedule, &ledgers, &setups)
+    let bootstrap = bootstrap_from_backup(&mut world, &clock, &setups, &ledgers);
+    let mut report = finish(world, config, schedule, &ledgers, &setups);
+    report.bootstrap = bootstrap;
+    report
 }
 
 fn drive(world: &mut World<'_>, schedule: &Schedule, config: &RunConfig, clock: &SimClock, api: &ApiServer) {
@@ -442,6 +575,7 @@ fn finish(
         trace: world.trace,
         digest,
         picture,
+        bootstrap: None,
     }
 }
 

@@ -9,6 +9,7 @@
 //! in words).
 
 pub mod backup;
+mod bootstrap;
 mod facts;
 pub mod failures;
 mod labels;
@@ -200,6 +201,8 @@ pub(crate) struct Planner<'a> {
     pub snapshot_tick: Option<Timestamp>,
     /// `status.backups` as this plan leaves it.
     pub backups: Option<crate::api::BackupsStatus>,
+    /// `status.bootstrap` as this plan leaves it.
+    pub bootstrap: Option<crate::api::BootstrapStatus>,
 }
 
 impl<'a> Planner<'a> {
@@ -215,6 +218,7 @@ impl<'a> Planner<'a> {
             storage_pending: Vec::new(),
             snapshot_tick: None,
             backups: None,
+            bootstrap: None,
         }
     }
 
@@ -281,6 +285,7 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
             finalizers.push(FINALIZER.to_owned());
             p.push(Action::SetFinalizers { finalizers, resource_version: obs.cluster.resource_version.clone() });
         }
+        bootstrap::plan_bootstrap(&mut p, &facts);
         objects::plan_objects(&mut p, &facts);
         replication::plan_replication(&mut p, &facts);
         objects::plan_removals(&mut p, &facts);
@@ -289,6 +294,9 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
     labels::plan_labels(&mut p, &facts);
     if errors.is_empty() {
         snapshot::plan_snapshot(&mut p, &facts);
+    }
+    if !errors.is_empty() {
+        p.bootstrap = obs.status.bootstrap.clone();
     }
     let held = failures::hold_back(&mut p);
     // After the backoff: a backup starts only with a snapshot that is really taken.

@@ -64,15 +64,17 @@ fn statefulset(p: &mut Planner<'_>, ctx: &BuildContext<'_>, instance: Instance) 
 /// Apply every desired object that is missing or changed. Read StatefulSets whose pods would
 /// restart are updated one at a time, when every other read pod is ready.
 pub(super) fn plan_objects(p: &mut Planner<'_>, facts: &Facts) {
-    let ctx = BuildContext::from_parts(p.spec, p.names.clone(), p.obs.cluster.owner_reference());
+    let mut ctx = BuildContext::from_parts(p.spec, p.names.clone(), p.obs.cluster.owner_reference());
+    ctx.restore = super::bootstrap::restoring(p);
     let write = statefulset(p, &ctx, Instance::Write);
-    let mut always = vec![
-        write,
+    let hold_write = super::bootstrap::hold_write(p);
+    let mut always: Vec<DesiredObject> = (!hold_write).then_some(write).into_iter().collect();
+    always.extend([
         DesiredObject::service(builders::headless_service(&ctx, Instance::Write)),
         DesiredObject::service(builders::write_service(&ctx)),
         DesiredObject::service(builders::read_service(&ctx)),
         DesiredObject::pdb(builders::read_pdb(&ctx)),
-    ];
+    ]);
     let mut rolling = Vec::new();
     for (&index, replica) in &facts.replicas {
         if !replica.desired {

@@ -360,6 +360,7 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
         },
         last_s3_backup_time: old.last_s3_backup_time.clone(),
         backups: p.backups.clone(),
+        bootstrap: p.bootstrap.clone(),
         lost_data_holders,
         validation: Some(validation),
         failing_actions: old.failing_actions.clone(),

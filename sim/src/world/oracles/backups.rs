@@ -204,21 +204,31 @@ fn holds_acked(store: &MemStore, prefix: &str, entry: &Entry, ledger: &Ledger) -
             _ => None,
         })
         .collect();
-    let stamp = m.snapshot.name.split('_').next().unwrap_or_default();
-    let taken_ms = fake_memgraph::clock::stamp_to_micros(stamp)
+    let taken_ms = snapshot_taken_ms(&m.snapshot.name)
+        .ok_or_else(|| format!("backup {}: snapshot name {} has no time", entry.id, m.snapshot.name))?;
+    holds(&format!("backup {}", entry.id), &ids, ledger, taken_ms)
+}
+
+/// When a snapshot file was taken, in simulated ms (from its name).
+pub fn snapshot_taken_ms(name: &str) -> Option<u64> {
+    let stamp = name.split('_').next()?;
+    fake_memgraph::clock::stamp_to_micros(stamp)
         .map(|us| us / 1000 - EPOCH_SECONDS * 1000)
         .and_then(|v| u64::try_from(v).ok())
-        .ok_or_else(|| format!("backup {}: snapshot name {} has no time", entry.id, m.snapshot.name))?;
+}
+
+/// Whether `ids` (what a backup or a restored MAIN holds) has every write acknowledged before
+/// `taken_ms` and nothing never sent; the number of writes checked.
+pub fn holds(what: &str, ids: &BTreeSet<i64>, ledger: &Ledger, taken_ms: u64) -> Result<usize, String> {
     let sent: BTreeSet<i64> = ledger.sent.iter().map(|(id, _)| *id).collect();
     if let Some(stranger) = ids.iter().find(|id| !sent.contains(id)) {
-        return Err(format!("backup {} holds write {stranger}, which was never sent", entry.id));
+        return Err(format!("{what} holds write {stranger}, which was never sent"));
     }
     let before: Vec<i64> = ledger.acked.iter().filter(|a| a.at_ms < taken_ms).map(|a| a.id).collect();
     let missing: Vec<&i64> = before.iter().filter(|id| !ids.contains(id)).collect();
     if let Some(first) = missing.first() {
         return Err(format!(
-            "backup {} lacks {} of the {} writes acknowledged before its snapshot was taken (first: {first})",
-            entry.id,
+            "{what} lacks {} of the {} writes acknowledged before its snapshot was taken (first: {first})",
             missing.len(),
             before.len()
         ));

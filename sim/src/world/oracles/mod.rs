@@ -53,6 +53,10 @@ pub fn justifies_loose(class: FaultClass) -> bool {
             | FaultClass::PartitionOperator
             | FaultClass::PartitionOneWay
             | FaultClass::Hung
+            // An instance on a lost node answers nothing, like a hung one: every probe and
+            // command sent to it waits its full timeout (a replication command 15 s) before
+            // the operator can look again.
+            | FaultClass::NodeLoss
             | FaultClass::AdmissionRefusal
     )
 }
