@@ -367,10 +367,16 @@ impl World<'_> {
                 (format!("object store {words} for {} s", fault.lasts.as_secs()), Undo::StoreHealthy, None)
             }
             FaultClass::AgentKill => {
-                if !self.kubelet.kill_agent(&write, &mut self.trace) {
+                // The drawn cluster's agent, else the next cluster's that has one.
+                let names: Vec<String> = self.setups.iter().map(|s| s.name.clone()).collect();
+                let start = names.iter().position(|n| *n == cluster).unwrap_or(0);
+                let Some(victim) = (0..names.len())
+                    .map(|i| names[(start + i) % names.len()].clone())
+                    .find(|name| self.kubelet.kill_agent(&write_pod(name), &mut self.trace))
+                else {
                     return false;
-                }
-                (format!("kill the backup agent of {write}"), Undo::Nothing, Some(cluster.clone()))
+                };
+                (format!("kill the backup agent of {}", write_pod(&victim)), Undo::Nothing, Some(victim))
             }
         };
         *self.injected.entry(fault.class.name().to_owned()).or_insert(0) += 1;
