@@ -65,6 +65,16 @@ fn bootstrap_from_backup(
     setups: &[Setup],
     ledgers: &BTreeMap<String, SharedLedger>,
 ) -> Option<BootstrapCheck> {
+    // The run is over for the clients: their writes stop here, and the judgement of every
+    // cluster's acknowledged writes (after this phase) sees replication settled, not a write
+    // in flight.
+    for setup in setups {
+        world.sim.crash(workload::host_name(&setup.name));
+    }
+    let settle = world.now() + Duration::from_secs(2);
+    while world.now() < settle && world.sim.step().is_ok() {
+        clock.set_elapsed(world.now());
+    }
     let source = setups.iter().find(|s| s.backups)?;
     let prefix = format!("backups/{}", source.name);
     let store = world.kubelet.store.clone();
