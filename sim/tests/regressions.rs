@@ -49,6 +49,12 @@ const WRITE_VOLUME_AND_SPEC: &str = "pod-kill,pod-delete,volume-loss,partition-o
 partition-one-way,scale,mode-change,schedule-change,image-change,storage-change,write-volume-loss";
 
 regression! {
+    // A status written from an old view put back a claimed snapshot tick and the running backup,
+    // and the snapshot ran again (7 snapshots for 5 ticks).
+    seed_3_an_old_view_cannot_put_back_a_claimed_tick: sweep_default(3);
+    // The cluster bootstrapped after the run took the source's first image, older than the one
+    // an image change had moved it to, and its restore was (rightly) refused.
+    seed_1191_the_bootstrap_uses_the_source_image_of_now: sweep_default(1191);
     // Replicas invalid behind partitions, the operator crashing before its idle requeue; later
     // also the write volume lost while the operator was down, and clients writing to the empty
     // MAIN before its label could go: it held data, but less than the replicas.

@@ -439,6 +439,30 @@ fn parse_state(status: u16, body: &[u8]) -> Result<Option<JobState>, AgentError>
     }
 }
 
+/// One signed exchange over the stream `connect` opens, within `timeout`; any failure to get
+/// an answer is `Unreachable`. The transports (real TCP, the simulation's) differ only in
+/// `connect`.
+pub async fn call_over<S, F>(
+    host: &str,
+    timeout: std::time::Duration,
+    connect: F,
+    key: &[u8],
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>), AgentError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+    F: std::future::Future<Output = std::io::Result<S>>,
+{
+    let unreachable = |message: String| AgentError::Unreachable { host: host.to_owned(), message };
+    let work = async {
+        let stream = connect.await.map_err(|e| unreachable(e.to_string()))?;
+        exchange(stream, key, method, path, body).await.map_err(unreachable)
+    };
+    tokio::time::timeout(timeout, work).await.map_err(|_| unreachable("timed out".to_owned()))?
+}
+
 /// The production transport: plain TCP to the pod's agent port, with a timeout.
 #[derive(Debug, Clone)]
 pub struct TcpAgentApi {
@@ -456,13 +480,8 @@ impl AgentApi for TcpAgentApi {
         path: &str,
         body: &[u8],
     ) -> Result<(u16, Vec<u8>), AgentError> {
-        let unreachable = |message: String| AgentError::Unreachable { host: host.to_owned(), message };
-        let work = async {
-            let stream =
-                tokio::net::TcpStream::connect((host, AGENT_PORT)).await.map_err(|e| unreachable(e.to_string()))?;
-            exchange(stream, key, method, path, body).await.map_err(unreachable)
-        };
-        tokio::time::timeout(self.timeout, work).await.map_err(|_| unreachable("timed out".to_owned()))?
+        let connect = tokio::net::TcpStream::connect((host, AGENT_PORT));
+        call_over(host, self.timeout, connect, key, method, path, body).await
     }
 }
 

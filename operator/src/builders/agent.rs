@@ -46,24 +46,28 @@ pub fn agent_args(s3: &crate::api::S3Spec) -> Vec<String> {
     args
 }
 
+/// The store credentials as environment variables by reference to the Secret's keys: their
+/// values never appear in the pod spec or in process arguments.
+fn credentials_env(secret: &crate::api::SecretRef) -> Vec<EnvVar> {
+    let from = |name: &str, key: &str| EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.name.clone(),
+                key: key.to_owned(),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        }),
+    };
+    vec![from("AWS_ACCESS_KEY_ID", "access-key-id"), from("AWS_SECRET_ACCESS_KEY", "secret-access-key")]
+}
+
 /// The sidecar, when backups are on.
 pub fn agent_container(ctx: &BuildContext<'_>) -> Option<Container> {
     let s3 = enabled(ctx)?;
-    let env = s3.secret_ref.as_ref().map(|secret| {
-        let from = |name: &str, key: &str| EnvVar {
-            name: name.to_owned(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: secret.name.clone(),
-                    key: key.to_owned(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-        };
-        vec![from("AWS_ACCESS_KEY_ID", "access-key-id"), from("AWS_SECRET_ACCESS_KEY", "secret-access-key")]
-    });
+    let env = s3.secret_ref.as_ref().map(credentials_env);
     // One part in memory at a time, plus the process itself.
     let memory = i64::from(s3.part_size_mib) * 2 + 64;
     Some(Container {
@@ -154,21 +158,7 @@ pub fn restore_container(ctx: &BuildContext<'_>) -> Option<Container> {
     if let Some(version) = crate::version::MemgraphVersion::from_image(&ctx.spec.write.image) {
         args.push(format!("--memgraph-version={version}"));
     }
-    let env = source.secret_ref.as_ref().map(|secret| {
-        let from = |name: &str, key: &str| EnvVar {
-            name: name.to_owned(),
-            value: None,
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: secret.name.clone(),
-                    key: key.to_owned(),
-                    optional: Some(false),
-                }),
-                ..Default::default()
-            }),
-        };
-        vec![from("AWS_ACCESS_KEY_ID", "access-key-id"), from("AWS_SECRET_ACCESS_KEY", "secret-access-key")]
-    });
+    let env = source.secret_ref.as_ref().map(credentials_env);
     let image = ctx.spec.snapshot.s3.as_ref().and_then(|s3| s3.agent_image.clone());
     Some(Container {
         name: RESTORE_CONTAINER.to_owned(),

@@ -123,13 +123,8 @@ impl AgentApi for TurmoilAgents {
         path: &str,
         body: &[u8],
     ) -> Result<(u16, Vec<u8>), AgentError> {
-        let unreachable = |message: String| AgentError::Unreachable { host: host.to_owned(), message };
-        let work = async {
-            let stream =
-                turmoil::net::TcpStream::connect((host, AGENT_PORT)).await.map_err(|e| unreachable(e.to_string()))?;
-            agent::exchange(stream, key, method, path, body).await.map_err(unreachable)
-        };
-        tokio::time::timeout(Duration::from_secs(30), work).await.map_err(|_| unreachable("timed out".to_owned()))?
+        let connect = turmoil::net::TcpStream::connect((host, AGENT_PORT));
+        agent::call_over(host, Duration::from_secs(30), connect, key, method, path, body).await
     }
 }
 

@@ -81,13 +81,7 @@ fn bootstrap_from_backup(
     let epoch = memgraph_operator::backup::manifest::backup_id(
         k8s_openapi::jiff::Timestamp::from_second(super::time::EPOCH_SECONDS).ok()?,
     );
-    let objects = store.objects();
-    let listed = objects
-        .iter()
-        .filter(|(k, _)| k.starts_with(&format!("{prefix}/")))
-        .map(|(k, v)| memgraph_operator::backup::store::ObjectInfo { key: k.clone(), size: v.len() as u64 })
-        .collect();
-    let entries = memgraph_operator::backup::catalog::build(&prefix, listed, &objects);
+    let entries = super::oracles::backups::entries(&store, &prefix);
     let entry = entries.iter().filter(|e| e.is_good() && e.id >= epoch).max_by_key(|e| e.id.clone())?;
     let snapshot = entry.manifest.as_ref()?.snapshot.name.clone();
     let taken_ms = super::oracles::backups::snapshot_taken_ms(&snapshot)?;

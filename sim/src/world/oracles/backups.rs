@@ -178,7 +178,8 @@ impl Backups {
     }
 }
 
-fn entries(store: &MemStore, prefix: &str) -> Vec<Entry> {
+/// What the store holds under `prefix`, read directly (bypassing faults).
+pub fn entries(store: &MemStore, prefix: &str) -> Vec<Entry> {
     let objects = store.objects();
     let listed = objects
         .iter()
