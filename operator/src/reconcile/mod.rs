@@ -4,6 +4,7 @@ pub mod act;
 pub mod backup_job;
 pub mod desired;
 pub mod guard;
+pub mod measure;
 pub mod observe;
 pub mod observed;
 pub mod plan;
@@ -60,6 +61,10 @@ pub struct Outcome {
     pub actions: usize,
     /// A snapshot the written status claimed: the caller runs it with [`snapshot_job::run`].
     pub snapshot: Option<snapshot_job::SnapshotJob>,
+    /// What this reconcile measured, for metrics.
+    pub measurements: Vec<measure::Measurement>,
+    /// The status as written (or as stored when nothing needed writing), for metrics.
+    pub status: Option<crate::api::MemgraphClusterStatus>,
 }
 
 /// Most rounds per reconcile: register, verify and label, and a few short looks while new or
@@ -203,7 +208,14 @@ pub async fn reconcile<K: Kube>(
         round += 1;
         let Some(current) = fresh_enough(kube, memory, candidate).await? else {
             tracing::info!(cluster = %cluster.name_any(), "handed an older view than one already acted on; looking again soon");
-            return Ok(Outcome { requeue_after: STALE_RETRY, rounds: round, actions: executed, snapshot: None });
+            return Ok(Outcome {
+                requeue_after: STALE_RETRY,
+                rounds: round,
+                actions: executed,
+                snapshot: None,
+                measurements: Vec::new(),
+                status: None,
+            });
         };
         let uid = current.uid().unwrap_or_default();
         let stored_now = stored.take().unwrap_or_else(|| current.status.clone().unwrap_or_default());
@@ -280,7 +292,14 @@ pub async fn reconcile<K: Kube>(
             if failed_now {
                 requeue_after = requeue_after.min(plan::failures::retry_delay(1));
             }
-            return Ok(Outcome { requeue_after, rounds: round, actions: executed, snapshot });
+            return Ok(Outcome {
+                requeue_after,
+                rounds: round,
+                actions: executed,
+                snapshot,
+                measurements: Vec::new(),
+                status: Some(status),
+            });
         }
         if !changed {
             tokio::time::sleep(SETTLE_DELAY).await;
@@ -293,5 +312,12 @@ pub async fn reconcile<K: Kube>(
             stored = Some(fresh.status.replace((*plan.status).clone()).unwrap_or_default());
         }
     }
-    Ok(Outcome { requeue_after: plan::REQUEUE_BUSY, rounds: round, actions: executed, snapshot: None })
+    Ok(Outcome {
+        requeue_after: plan::REQUEUE_BUSY,
+        rounds: round,
+        actions: executed,
+        snapshot: None,
+        measurements: Vec::new(),
+        status: None,
+    })
 }
