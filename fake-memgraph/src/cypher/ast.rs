@@ -238,6 +238,8 @@ pub enum Expr {
     IsNull(Box<Expr>, bool),
     /// A binary operation.
     Binary(BinOp, Box<Expr>, Box<Expr>),
+    /// `n:Label:Other`: whether the node has every label.
+    HasLabels(Box<Expr>, Vec<String>),
 }
 
 impl Expr {
@@ -248,7 +250,9 @@ impl Expr {
             Expr::Call { name, args, .. } => {
                 matches!(name.as_str(), "count" | "max" | "min") || args.iter().any(Expr::has_aggregate)
             }
-            Expr::Prop(e, _) | Expr::Not(e) | Expr::Neg(e) | Expr::IsNull(e, _) => e.has_aggregate(),
+            Expr::Prop(e, _) | Expr::Not(e) | Expr::Neg(e) | Expr::IsNull(e, _) | Expr::HasLabels(e, _) => {
+                e.has_aggregate()
+            }
             Expr::Binary(_, a, b) => a.has_aggregate() || b.has_aggregate(),
             Expr::List(items) => items.iter().any(Expr::has_aggregate),
             Expr::Map(items) => items.iter().any(|(_, e)| e.has_aggregate()),
@@ -277,7 +281,7 @@ impl Expr {
     fn walk(&self, f: &mut dyn FnMut(&Expr)) {
         f(self);
         match self {
-            Expr::Prop(e, _) | Expr::Not(e) | Expr::Neg(e) | Expr::IsNull(e, _) => e.walk(f),
+            Expr::Prop(e, _) | Expr::Not(e) | Expr::Neg(e) | Expr::IsNull(e, _) | Expr::HasLabels(e, _) => e.walk(f),
             Expr::Binary(_, a, b) => {
                 a.walk(f);
                 b.walk(f);

@@ -516,6 +516,14 @@ impl Parser<'_> {
             let key = self.name()?;
             e = Expr::Prop(Box::new(e), key);
         }
+        // A label test on a variable: `n:Label`.
+        if matches!(e, Expr::Var(_)) && self.accept_sym(":") {
+            let mut labels = vec![self.name()?];
+            while self.accept_sym(":") {
+                labels.push(self.name()?);
+            }
+            e = Expr::HasLabels(Box::new(e), labels);
+        }
         Ok(e)
     }
 

@@ -384,7 +384,9 @@ fn check_functions(q: &cypher::ast::CypherQuery) -> Result<(), QueryError> {
                     }
                     args.iter().for_each(|a| walk(a, bad));
                 }
-                Expr::Prop(x, _) | Expr::Not(x) | Expr::Neg(x) | Expr::IsNull(x, _) => walk(x, bad),
+                Expr::Prop(x, _) | Expr::Not(x) | Expr::Neg(x) | Expr::IsNull(x, _) | Expr::HasLabels(x, _) => {
+                    walk(x, bad)
+                }
                 Expr::Binary(_, a, b) => {
                     walk(a, bad);
                     walk(b, bad);

@@ -165,6 +165,11 @@ impl ExecEnv<'_> {
             },
             Expr::IsNull(inner, not) => Value::Bool(self.eval(inner, row)?.is_null() != *not),
             Expr::Binary(op, a, b) => binary(*op, self.eval(a, row)?, self.eval(b, row)?)?,
+            Expr::HasLabels(inner, labels) => match self.eval(inner, row)? {
+                Value::Node(n) => Value::Bool(labels.iter().all(|l| n.labels.contains(l))),
+                Value::Null => Value::Null,
+                other => return Err(rt(format!("Expected a node for label test, got {}.", other.type_name()))),
+            },
         })
     }
 
@@ -831,6 +836,10 @@ mod tests {
         assert_eq!(out.rows, vec![vec![Value::Int(2)]]);
         let out = d.run("MATCH (n) RETURN count(*) AS c", &[]).unwrap();
         assert_eq!(out.rows, vec![vec![Value::Int(3)]]);
+        let out = d.run("MATCH (n) WHERE NOT n:L RETURN count(n) AS nodes", &[]).unwrap();
+        assert_eq!(out.rows, vec![vec![Value::Int(1)]], "label tests in WHERE");
+        let out = d.run("MATCH (n) WHERE n:L RETURN count(n) AS nodes", &[]).unwrap();
+        assert_eq!(out.rows, vec![vec![Value::Int(2)]]);
         let out = d.run("MATCH (n:L) DELETE n", &[]).unwrap();
         assert_eq!(out.stats.get("nodes-deleted"), Some(&2));
         let out = d.run("MATCH (n:L) RETURN count(n)", &[]).unwrap();
