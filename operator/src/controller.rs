@@ -16,6 +16,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use thiserror::Error;
+use tracing::Instrument;
 
 use crate::api::MemgraphCluster;
 use crate::clock::SystemClock;
@@ -24,6 +25,7 @@ use crate::kube_api::{Kube, KubeClient};
 use crate::memgraph::{Credentials, Neo4rsBolt, Timeouts};
 use crate::names::{FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY};
 use crate::reconcile::{self, ReconcileError};
+use crate::telemetry::{self, Metrics};
 
 /// Settings of `memgraph-operator run`.
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub struct RunConfig {
     pub namespace: Option<String>,
     /// Address of the health endpoint.
     pub health_addr: String,
+    /// Address of the Prometheus `/metrics` endpoint.
+    pub metrics_addr: String,
     /// How long to wait on Memgraph.
     pub timeouts: Timeouts,
     /// Name of this operator instance for events (the pod name).
@@ -61,6 +65,14 @@ pub enum RunError {
         /// Cause.
         error: String,
     },
+    /// The metrics endpoint could not bind.
+    #[error("cannot serve metrics on {addr}: {error}")]
+    Metrics {
+        /// Address.
+        addr: String,
+        /// Cause.
+        error: String,
+    },
 }
 
 /// Shared state of the reconcilers.
@@ -70,6 +82,7 @@ struct Context {
     backups: reconcile::backup_job::BackupContext,
     memory: Arc<reconcile::Memory>,
     failures: Mutex<BTreeMap<String, u32>>,
+    metrics: Arc<Metrics>,
 }
 
 /// Opens S3 stores (or S3-compatible ones) for backup jobs.
@@ -126,8 +139,47 @@ async fn credentials(kube: &KubeClient, cluster: &MemgraphCluster) -> Result<Opt
 }
 
 async fn reconcile_one(cluster: Arc<MemgraphCluster>, ctx: Arc<Context>) -> Result<RuntimeAction, ReconcileError> {
-    let bolt = ctx.bolt.clone().with_credentials(credentials(&ctx.kube, &cluster).await?);
-    let outcome = reconcile::reconcile(&cluster, &ctx.kube, &bolt, &SystemClock, &ctx.memory).await?;
+    let namespace = cluster.namespace().unwrap_or_default();
+    let name = cluster.name_any();
+    let metrics = &ctx.metrics;
+    let _in_flight = metrics.reconcile_started(&namespace, &name);
+    let started = tokio::time::Instant::now();
+    let result =
+        reconcile_and_start_jobs(&cluster, &ctx).instrument(telemetry::reconcile_span(&namespace, &name)).await;
+    metrics.reconcile_done(&namespace, &name, started.elapsed(), result.as_ref().map(|_| ()));
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            // error_policy records the retry time.
+            metrics.observe_cluster(&namespace, &name, &cluster.spec, cluster.status.as_ref());
+            return Err(error);
+        }
+    };
+    metrics.record_all(&namespace, &name, &outcome.measurements);
+    if cluster.metadata.deletion_timestamp.is_some() {
+        // The reconcile of a deleted cluster lets it go (removes the finalizer): its series go
+        // with it, as no reconcile follows to update them.
+        metrics.forget(&namespace, &name);
+    } else {
+        let status = outcome.status.as_ref().or(cluster.status.as_ref());
+        metrics.observe_cluster(&namespace, &name, &cluster.spec, status);
+        metrics.requeue_at(&namespace, &name, tokio::time::Instant::now() + outcome.requeue_after);
+    }
+    Ok(RuntimeAction::requeue(outcome.requeue_after))
+}
+
+/// The reconcile, and the jobs it hands over started beside it.
+async fn reconcile_and_start_jobs(
+    cluster: &MemgraphCluster,
+    ctx: &Context,
+) -> Result<reconcile::Outcome, ReconcileError> {
+    let bolt = ctx.bolt.clone().with_credentials(credentials(&ctx.kube, cluster).await?);
+    let outcome = reconcile::reconcile(cluster, &ctx.kube, &bolt, &SystemClock, &ctx.memory).await?;
+    if let Some(job) = outcome.validation.clone() {
+        // Beside the reconciles: a slow replica must not hold up labels and status.
+        let (memory, bolt) = (ctx.memory.clone(), bolt.clone());
+        tokio::spawn(async move { reconcile::validation_job::run(&bolt, &memory.validation, &SystemClock, job).await });
+    }
     if let Some(job) = outcome.snapshot.clone() {
         // Beside the reconciles: a long snapshot must not hold up labels and status.
         let memory = ctx.memory.clone();
@@ -137,11 +189,11 @@ async fn reconcile_one(cluster: Arc<MemgraphCluster>, ctx: Arc<Context>) -> Resu
         });
     }
     if let Ok(mut failures) = ctx.failures.lock() {
-        failures.remove(&key(&cluster));
+        failures.remove(&key(cluster));
     }
-    tracing::info!(cluster = %key(&cluster), rounds = outcome.rounds, actions = outcome.actions,
+    tracing::info!(cluster = %key(cluster), rounds = outcome.rounds, actions = outcome.actions,
         requeue_s = outcome.requeue_after.as_secs(), "reconciled");
-    Ok(RuntimeAction::requeue(outcome.requeue_after))
+    Ok(outcome)
 }
 
 /// Remove a role label its pod no longer deserves (see [`reconcile::guard`]).
@@ -175,6 +227,11 @@ fn error_policy(cluster: Arc<MemgraphCluster>, error: &ReconcileError, ctx: Arc<
         })
         .unwrap_or(1);
     let delay = backoff(failures);
+    ctx.metrics.requeue_at(
+        &cluster.namespace().unwrap_or_default(),
+        &cluster.name_any(),
+        tokio::time::Instant::now() + delay,
+    );
     tracing::warn!(cluster = %key(&cluster), kind = error.kind(), %error, retry_s = delay.as_secs(), "reconcile failed");
     RuntimeAction::requeue(delay)
 }
@@ -213,6 +270,24 @@ where
     }
 }
 
+/// How often the metrics of deleted clusters are looked for.
+const FORGET_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Drop the series of clusters no longer in the controller's cache. A cluster deleted without
+/// our finalizer (or while the operator was down) gets no last reconcile that could forget it.
+async fn forget_deleted(store: kube::runtime::reflector::Store<MemgraphCluster>, metrics: Arc<Metrics>) {
+    // Before the first list the cache is empty, and every cluster would look deleted.
+    if store.wait_until_ready().await.is_err() {
+        return;
+    }
+    loop {
+        tokio::time::sleep(FORGET_INTERVAL).await;
+        metrics.retain_clusters(|namespace, name| {
+            store.get(&ObjectRef::<MemgraphCluster>::new(name).within(namespace)).is_some()
+        });
+    }
+}
+
 /// Check that the API server answers and the CRD is installed, within `timeout`.
 pub async fn preflight(client: &Client, namespace: Option<&str>, timeout: Duration) -> Result<(), RunError> {
     match tokio::time::timeout(timeout, client.apiserver_version()).await {
@@ -246,6 +321,12 @@ pub async fn run(client: Client, config: RunConfig) -> Result<(), RunError> {
         .await
         .map_err(|e| RunError::Health { addr: config.health_addr.clone(), error: e.to_string() })?;
     let health = tokio::spawn(health::serve(listener, readiness.clone()));
+    let metrics = Arc::new(Metrics::new());
+    let listener = tokio::net::TcpListener::bind(&config.metrics_addr)
+        .await
+        .map_err(|e| RunError::Metrics { addr: config.metrics_addr.clone(), error: e.to_string() })?;
+    tracing::info!(addr = %config.metrics_addr, "serving metrics on /metrics");
+    let metrics_server = tokio::spawn(telemetry::server::serve(listener, metrics.clone()));
 
     let ctx = Arc::new(Context {
         kube: KubeClient::new(client.clone(), config.instance.clone()),
@@ -253,6 +334,7 @@ pub async fn run(client: Client, config: RunConfig) -> Result<(), RunError> {
         backups: backup_context(),
         memory: Arc::default(),
         failures: Mutex::new(BTreeMap::new()),
+        metrics: metrics.clone(),
     });
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
     let pods = owned.clone();
@@ -269,7 +351,9 @@ pub async fn run(client: Client, config: RunConfig) -> Result<(), RunError> {
                 tracing::debug!(error = %e, "route guard event");
             }
         });
-    let clusters = Controller::new(api::<MemgraphCluster>(&client, namespace), watcher::Config::default())
+    let controller = Controller::new(api::<MemgraphCluster>(&client, namespace), watcher::Config::default());
+    let pruning = tokio::spawn(forget_deleted(controller.store(), metrics));
+    let clusters = controller
         .owns(api::<StatefulSet>(&client, namespace), owned.clone())
         .owns(api::<Service>(&client, namespace), owned.clone())
         .owns(api::<PodDisruptionBudget>(&client, namespace), owned)
@@ -294,6 +378,8 @@ pub async fn run(client: Client, config: RunConfig) -> Result<(), RunError> {
     futures::join!(clusters, guard);
     readiness.set(false);
     health.abort();
+    metrics_server.abort();
+    pruning.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -19,5 +19,6 @@ pub mod quantity;
 pub mod reconcile;
 pub mod render;
 pub mod schedule;
+pub mod telemetry;
 pub mod validate;
 pub mod version;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use memgraph_operator::controller::RunConfig;
 use memgraph_operator::memgraph::Timeouts;
+use memgraph_operator::telemetry::{LogFormat, TelemetryConfig, pipeline};
 use tracing_subscriber::EnvFilter;
 
 /// Kubernetes operator for Memgraph: one write instance (MAIN) and N read replicas.
@@ -29,6 +30,9 @@ enum Command {
         /// Address of the /healthz and /readyz endpoint.
         #[arg(long, default_value = "0.0.0.0:8080")]
         health_addr: String,
+        /// Address of the Prometheus /metrics endpoint.
+        #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:9464")]
+        metrics_addr: String,
         /// Seconds to wait for a Bolt connection to an instance.
         #[arg(long, default_value_t = Timeouts::default().connect.as_secs())]
         bolt_connect_timeout: u64,
@@ -42,9 +46,20 @@ enum Command {
         /// Seconds to wait for CREATE SNAPSHOT.
         #[arg(long, default_value_t = Timeouts::default().snapshot.as_secs())]
         snapshot_timeout: u64,
-        /// Log as JSON lines instead of text.
-        #[arg(long)]
+        /// Log lines as text or as JSON objects.
+        #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+        /// Same as `--log-format json` (the flag of earlier releases).
+        #[arg(long, hide = true)]
         log_json: bool,
+        /// Export spans over OTLP gRPC to this endpoint, such as http://otel-collector:4317
+        /// (plain gRPC; a bare HOST:PORT means http://). Unset: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+        /// then OTEL_EXPORTER_OTLP_ENDPOINT; none of them set exports nothing.
+        #[arg(long)]
+        otlp_endpoint: Option<String>,
+        /// `service.name` of the exported spans.
+        #[arg(long, env = "OTEL_SERVICE_NAME", default_value = pipeline::DEFAULT_SERVICE_NAME)]
+        otel_service_name: String,
     },
     /// The backup agent: the write pod's sidecar that uploads snapshot files when the operator
     /// asks (see `spec.snapshot.s3`). Store credentials come from AWS_ACCESS_KEY_ID and
@@ -273,17 +288,28 @@ fn main() -> ExitCode {
     if let Command::Run {
         namespace,
         health_addr,
+        metrics_addr,
         bolt_connect_timeout,
         bolt_probe_timeout,
         bolt_query_timeout,
         snapshot_timeout,
+        log_format,
         log_json,
+        otlp_endpoint,
+        otel_service_name,
     } = cli.command
     {
+        let telemetry = TelemetryConfig {
+            log_format: if log_json { LogFormat::Json } else { log_format },
+            otlp_endpoint: pipeline::resolve_endpoint(otlp_endpoint.as_deref(), |name| std::env::var(name).ok()),
+            service_name: otel_service_name,
+            filter: None,
+        };
         return run_controller(
             RunConfig {
                 namespace,
                 health_addr,
+                metrics_addr,
                 timeouts: Timeouts {
                     connect: Duration::from_secs(bolt_connect_timeout),
                     probe: Duration::from_secs(bolt_probe_timeout),
@@ -292,7 +318,7 @@ fn main() -> ExitCode {
                 },
                 instance: std::env::var("POD_NAME").ok(),
             },
-            log_json,
+            &telemetry,
         );
     }
     match run(cli) {
@@ -315,7 +341,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_controller(config: RunConfig, json: bool) -> ExitCode {
+fn run_controller(config: RunConfig, telemetry: &TelemetryConfig) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -323,18 +349,27 @@ fn run_controller(config: RunConfig, json: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // A bad endpoint is refused before anything starts.
+    if let Some(endpoint) = &telemetry.otlp_endpoint
+        && let Err(e) = pipeline::normalize_endpoint(endpoint)
+    {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
+    }
+    let mut exporter = None;
     let result = runtime.block_on(async {
-        // Logging starts after the preflight so a failed start is one line on stderr.
-        let client = memgraph_operator::controller::connect(&config).await?;
-        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-        let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-        if json {
-            subscriber.json().init()
-        } else {
-            subscriber.init()
-        }
-        memgraph_operator::controller::run(client, config).await
+        // Logging starts after the preflight so a failed start is one line on stderr. The span
+        // exporter is built here, inside the runtime its connection runs on.
+        let client = memgraph_operator::controller::connect(&config).await.map_err(|e| e.to_string())?;
+        exporter = Some(pipeline::init(telemetry).map_err(|e| e.to_string())?);
+        memgraph_operator::controller::run(client, config).await.map_err(|e| e.to_string())
     });
+    // While the runtime still runs: the last spans are sent through it.
+    if let Some(mut exporter) = exporter
+        && let Err(e) = exporter.shutdown()
+    {
+        eprintln!("warning: {e}");
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

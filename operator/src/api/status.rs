@@ -85,18 +85,26 @@ pub struct MemgraphClusterStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ValidationStatus {
-    /// When every instance was last asked `RETURN 1`.
+    /// When every instance was last asked `RETURN 1` (recorded when the check starts; its
+    /// results are in the `WriteConnectivity` and `ReadConnectivity` conditions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_connectivity_test: Option<Time>,
-    /// When the last write-then-read replication test ran.
+    /// When the last write-then-read replication test started. Recorded before it writes its
+    /// test node, so a test is never run twice for one schedule slot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_replication_test: Option<Time>,
-    /// When replication lag was last measured.
+    /// When replication lag was last measured (recorded before the measurement writes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_lag_measurement: Option<Time>,
-    /// Highest replication lag measured in the last measurement, in milliseconds.
+    /// Highest replication lag of the last measurement, in milliseconds: the operator's own
+    /// clock from the MAIN acknowledging its test write to the first read on a replica that saw
+    /// it, so how stale a read can be right after a write returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_lag_ms: Option<i64>,
+    /// Instances (`write`, `read-0`, ...) that did not answer `RETURN 1` at the last
+    /// connectivity check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<String>,
     /// True when every replica passed its last checks.
     #[serde(default)]
     pub all_replicas_healthy: bool,
@@ -118,12 +126,21 @@ pub struct ReplicaValidation {
     /// recovery, invalid or diverged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
-    /// Last measured replication lag in milliseconds.
+    /// Last measured replication lag in milliseconds (at least this much when the replica had
+    /// not seen the test write when the measurement gave up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_ms: Option<i64>,
-    /// When this replica was last checked.
+    /// When this replica's last replication test or lag measurement ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_test_time: Option<Time>,
+    /// Result of its last replication test: `Passed` (it served the test write within the
+    /// mode's limit) or `Failed`. Cleared when the replica is registered again, which makes a
+    /// new test due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_test: Option<String>,
+    /// What the last replication test found, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_message: Option<String>,
     /// Since when the MAIN has reported the replica out of sync while its pod was ready; drives
     /// the grace before its label is removed and before it is registered again.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
 use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
+use tracing::Instrument;
 
 use super::{
     ClusterEvent, EventType, Kube, KubeError, KubeErrorKind, KubeObject, LabelPatch, finalizer_patch_body,
@@ -65,6 +66,40 @@ fn fail<T: Resource<DynamicType = ()>>(
     }
 }
 
+/// The span of one API call. Fields named as OpenTelemetry's conventions name them, so the
+/// exported span carries them as its attributes.
+fn api_span(verb: &'static str, method: &'static str, kind: &str, namespace: &str, name: &str) -> tracing::Span {
+    let span = tracing::info_span!(
+        "kube.api",
+        otel.kind = "client",
+        http.method = method,
+        k8s.verb = verb,
+        k8s.resource.kind = %kind,
+        k8s.namespace = %namespace,
+        k8s.object.name = tracing::field::Empty,
+        error = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    );
+    // A list names no object.
+    if !name.is_empty() {
+        span.record("k8s.object.name", name);
+    }
+    span
+}
+
+/// Run `call` in `span`, marking the span failed when the call fails.
+async fn traced<R>(
+    span: tracing::Span,
+    call: impl std::future::Future<Output = Result<R, KubeError>>,
+) -> Result<R, KubeError> {
+    let result = call.instrument(span.clone()).await;
+    if let Err(e) = &result {
+        span.record("error", tracing::field::display(e));
+        span.record("otel.status_code", "ERROR");
+    }
+    result
+}
+
 fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
@@ -72,7 +107,11 @@ fn apply_params() -> PatchParams {
 #[async_trait]
 impl Kube for KubeClient {
     async fn get<T: KubeObject>(&self, namespace: &str, name: &str) -> Result<Option<T>, KubeError> {
-        self.api::<T>(namespace).get_opt(name).await.map_err(|e| fail::<T>("get", namespace, name, e))
+        let span = api_span("get", "GET", &T::kind(&()), namespace, name);
+        traced(span, async {
+            self.api::<T>(namespace).get_opt(name).await.map_err(|e| fail::<T>("get", namespace, name, e))
+        })
+        .await
     }
 
     async fn list<T: KubeObject>(
@@ -81,8 +120,12 @@ impl Kube for KubeClient {
         labels: &BTreeMap<String, String>,
     ) -> Result<Vec<T>, KubeError> {
         let params = ListParams::default().labels(&selector_string(labels));
-        let list = self.api::<T>(namespace).list(&params).await.map_err(|e| fail::<T>("list", namespace, "", e))?;
-        Ok(list.items)
+        let span = api_span("list", "GET", &T::kind(&()), namespace, "");
+        traced(span, async {
+            let list = self.api::<T>(namespace).list(&params).await.map_err(|e| fail::<T>("list", namespace, "", e))?;
+            Ok(list.items)
+        })
+        .await
     }
 
     async fn apply<T: KubeObject>(&self, object: &T) -> Result<T, KubeError> {
@@ -108,19 +151,27 @@ impl Kube for KubeClient {
             }
             map.remove("status");
         }
-        self.api::<T>(&namespace)
-            .patch(&name, &apply_params(), &Patch::Apply(body))
-            .await
-            .map_err(|e| fail::<T>("apply", &namespace, &name, e))
+        let span = api_span("apply", "PATCH", &T::kind(&()), &namespace, &name);
+        traced(span, async {
+            self.api::<T>(&namespace)
+                .patch(&name, &apply_params(), &Patch::Apply(body))
+                .await
+                .map_err(|e| fail::<T>("apply", &namespace, &name, e))
+        })
+        .await
     }
 
     async fn delete<T: KubeObject>(&self, namespace: &str, name: &str) -> Result<(), KubeError> {
         let params = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
-        match self.api::<T>(namespace).delete(name, &params).await {
-            Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Err(e) => Err(fail::<T>("delete", namespace, name, e)),
-        }
+        let span = api_span("delete", "DELETE", &T::kind(&()), namespace, name);
+        traced(span, async {
+            match self.api::<T>(namespace).delete(name, &params).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                Err(e) => Err(fail::<T>("delete", namespace, name, e)),
+            }
+        })
+        .await
     }
 
     async fn patch_status(
@@ -140,11 +191,15 @@ impl Kube for KubeClient {
         if let Some(rv) = resource_version {
             body["metadata"] = serde_json::json!({"resourceVersion": rv});
         }
-        self.api::<MemgraphCluster>(namespace)
-            .patch_status(name, &apply_params(), &Patch::Apply(body))
-            .await
-            .map(|_| ())
-            .map_err(|e| fail::<MemgraphCluster>("patch status of", namespace, name, e))
+        let span = api_span("patch_status", "PATCH", &MemgraphCluster::kind(&()), namespace, name);
+        traced(span, async {
+            self.api::<MemgraphCluster>(namespace)
+                .patch_status(name, &apply_params(), &Patch::Apply(body))
+                .await
+                .map(|_| ())
+                .map_err(|e| fail::<MemgraphCluster>("patch status of", namespace, name, e))
+        })
+        .await
     }
 
     async fn patch_pod_labels(
@@ -155,11 +210,15 @@ impl Kube for KubeClient {
         labels: &LabelPatch,
     ) -> Result<(), KubeError> {
         let body = pod_label_patch_body(uid, labels);
-        self.api::<k8s_openapi::api::core::v1::Pod>(namespace)
-            .patch(pod, &PatchParams::default(), &Patch::Merge(body))
-            .await
-            .map(|_| ())
-            .map_err(|e| fail::<k8s_openapi::api::core::v1::Pod>("label", namespace, pod, e))
+        let span = api_span("patch", "PATCH", "Pod", namespace, pod);
+        traced(span, async {
+            self.api::<k8s_openapi::api::core::v1::Pod>(namespace)
+                .patch(pod, &PatchParams::default(), &Patch::Merge(body))
+                .await
+                .map(|_| ())
+                .map_err(|e| fail::<k8s_openapi::api::core::v1::Pod>("label", namespace, pod, e))
+        })
+        .await
     }
 
     async fn set_finalizers(
@@ -170,11 +229,15 @@ impl Kube for KubeClient {
         resource_version: &str,
     ) -> Result<(), KubeError> {
         let body = finalizer_patch_body(finalizers, resource_version);
-        self.api::<MemgraphCluster>(namespace)
-            .patch(name, &PatchParams::default(), &Patch::Merge(body))
-            .await
-            .map(|_| ())
-            .map_err(|e| fail::<MemgraphCluster>("set finalizers of", namespace, name, e))
+        let span = api_span("patch", "PATCH", &MemgraphCluster::kind(&()), namespace, name);
+        traced(span, async {
+            self.api::<MemgraphCluster>(namespace)
+                .patch(name, &PatchParams::default(), &Patch::Merge(body))
+                .await
+                .map(|_| ())
+                .map_err(|e| fail::<MemgraphCluster>("set finalizers of", namespace, name, e))
+        })
+        .await
     }
 
     async fn publish_event(&self, event: &ClusterEvent) -> Result<(), KubeError> {
@@ -190,10 +253,15 @@ impl Kube for KubeClient {
         };
         let namespace = event.regarding.namespace.clone().unwrap_or_default();
         let name = event.regarding.name.clone().unwrap_or_default();
-        self.recorder
-            .publish(&kube_event, &event.regarding)
-            .await
-            .map_err(|e| fail::<k8s_openapi::api::events::v1::Event>("publish", &namespace, &name, e))
+        // The Event's own name is generated by the recorder: the span names none.
+        let span = api_span("create", "POST", "Event", &namespace, "");
+        traced(span, async {
+            self.recorder
+                .publish(&kube_event, &event.regarding)
+                .await
+                .map_err(|e| fail::<k8s_openapi::api::events::v1::Event>("publish", &namespace, &name, e))
+        })
+        .await
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use neo4rs::{BoltList, BoltMap, BoltNull, BoltString, BoltType, ConfigBuilder, Graph};
+use tracing::Instrument;
 
 use super::{Bolt, BoltError, BoltValue, QueryResult, Timeouts};
 
@@ -163,6 +164,34 @@ impl Bolt for Neo4rsBolt {
     }
 
     async fn run_within(
+        &self,
+        address: &str,
+        query: &str,
+        params: BTreeMap<String, BoltValue>,
+        timeout: Duration,
+    ) -> Result<QueryResult, BoltError> {
+        // The query text is recorded (the operator's queries hold no secrets: credentials go
+        // in HELLO), its parameters are not.
+        let span = tracing::info_span!(
+            "memgraph.query",
+            otel.kind = "client",
+            db.system = "memgraph",
+            server.address = %address,
+            db.query.text = %query,
+            error = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let result = self.run_untraced(address, query, params, timeout).instrument(span.clone()).await;
+        if let Err(e) = &result {
+            span.record("error", tracing::field::display(e));
+            span.record("otel.status_code", "ERROR");
+        }
+        result
+    }
+}
+
+impl Neo4rsBolt {
+    async fn run_untraced(
         &self,
         address: &str,
         query: &str,

@@ -127,9 +127,48 @@ pub async fn create_snapshot(bolt: &dyn Bolt, address: &str) -> Result<SnapshotO
     }
 }
 
-/// Number of nodes: tells an empty instance from one that holds data.
+/// The label of the operator's replication test nodes.
+pub const TEST_LABEL: &str = "_OperatorTest";
+
+/// The node count query: user nodes only, since a replica may briefly hold a test node the
+/// MAIN has deleted already, which must not look like data the MAIN lacks.
+pub const NODE_COUNT_QUERY: &str = "MATCH (n) WHERE NOT n:_OperatorTest RETURN count(n) AS nodes";
+
+/// The connectivity check.
+pub const PING_QUERY: &str = "RETURN 1 AS ping";
+/// The replication test's write, run on the MAIN only.
+pub const TEST_WRITE_QUERY: &str = "CREATE (n:_OperatorTest {id: $id, ts: timestamp()})";
+/// The replication test's read, run on each replica.
+pub const TEST_READ_QUERY: &str = "MATCH (n:_OperatorTest {id: $id}) RETURN n.id AS id";
+/// Removes every test node (this test's and any a crash left behind), on the MAIN only.
+pub const TEST_CLEANUP_QUERY: &str = "MATCH (n:_OperatorTest) DELETE n";
+
+/// `RETURN 1` within the probe timeout.
+pub async fn ping(bolt: &dyn Bolt, address: &str) -> Result<(), BoltError> {
+    probe(bolt, address, PING_QUERY).await.map(drop)
+}
+
+/// Write the test node `id` on the MAIN.
+pub async fn write_test_node(bolt: &dyn Bolt, main: &str, id: &str) -> Result<(), BoltError> {
+    let params = BTreeMap::from([("id".to_owned(), BoltValue::from(id))]);
+    bolt.run_within(main, TEST_WRITE_QUERY, params, bolt.timeouts().probe).await.map(drop)
+}
+
+/// Whether the instance at `address` holds the test node `id`.
+pub async fn has_test_node(bolt: &dyn Bolt, address: &str, id: &str) -> Result<bool, BoltError> {
+    let params = BTreeMap::from([("id".to_owned(), BoltValue::from(id))]);
+    let result = bolt.run_within(address, TEST_READ_QUERY, params, bolt.timeouts().probe).await?;
+    Ok(!result.rows.is_empty())
+}
+
+/// Delete every test node on the MAIN.
+pub async fn remove_test_nodes(bolt: &dyn Bolt, main: &str) -> Result<(), BoltError> {
+    probe(bolt, main, TEST_CLEANUP_QUERY).await.map(drop)
+}
+
+/// Number of user nodes: tells an empty instance from one that holds data.
 pub async fn node_count(bolt: &dyn Bolt, address: &str) -> Result<i64, BoltError> {
-    let result = probe(bolt, address, "MATCH (n) RETURN count(n) AS nodes").await?;
+    let result = probe(bolt, address, NODE_COUNT_QUERY).await?;
     result.get(0, "nodes").and_then(BoltValue::as_int).ok_or_else(|| protocol(address, "count(n) returned no integer"))
 }
 

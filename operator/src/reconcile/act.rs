@@ -331,8 +331,12 @@ pub fn merge_snapshot(
 ) -> Vec<PlannedEvent> {
     let mut events = Vec::new();
     if let (Some(tick), Some(result)) = (done.tick, &done.result) {
-        if matches!(result, Ok(SnapshotOutcome::Created(_))) {
+        // Only a snapshot confirmed to exist is recorded as taken.
+        if matches!(result, Ok(SnapshotOutcome::Created(_))) && done.verified.as_ref().is_none_or(Result::is_ok) {
             status.last_snapshot_time = Some(Time(done.finished));
+        }
+        if let Some(verified) = &done.verified {
+            events.extend(record_snapshot_check(status, verified, now));
         }
         let (event, outcome) = snapshot_result(tick, result);
         let before = status.clone();
@@ -357,6 +361,57 @@ pub fn merge_snapshot(
         });
     }
     events
+}
+
+/// Condition of the check of each snapshot taken (see [`super::snapshot_job::verify`]).
+pub const SNAPSHOTS_VERIFIED: &str = "SnapshotsVerified";
+
+/// Set `SnapshotsVerified` from the check of the snapshot just taken; an event when it fails,
+/// or passes again after failing.
+fn record_snapshot_check(
+    status: &mut crate::api::MemgraphClusterStatus,
+    verified: &Result<String, String>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> Option<PlannedEvent> {
+    let (state, reason, message) = match verified {
+        Ok(m) => ("True", "SnapshotVerified", m.clone()),
+        Err(e) => (
+            "False",
+            "SnapshotValidationFailed",
+            format!("{e}. status.lastSnapshotTime is not advanced; check the write pod's disk and Memgraph's log"),
+        ),
+    };
+    let previous = status.conditions.iter().position(|c| c.type_ == SNAPSHOTS_VERIFIED);
+    let was = previous.map(|i| status.conditions[i].status.clone());
+    let transition = match previous.map(|i| &status.conditions[i]) {
+        Some(c) if c.status == state => c.last_transition_time.clone(),
+        _ => Time(now),
+    };
+    let condition = k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+        type_: SNAPSHOTS_VERIFIED.to_owned(),
+        status: state.to_owned(),
+        reason: reason.to_owned(),
+        message: message.clone(),
+        last_transition_time: transition,
+        observed_generation: status.observed_generation,
+    };
+    match previous {
+        Some(i) => status.conditions[i] = condition,
+        None => status.conditions.push(condition),
+    }
+    let event = |type_| PlannedEvent {
+        type_,
+        reason: reason.to_owned(),
+        action: "ValidateSnapshot".to_owned(),
+        note: message.clone(),
+        condition: true,
+        subject: None,
+    };
+    match (state, was.as_deref()) {
+        ("False", _) => Some(event(EventType::Warning)),
+        ("True", Some("False")) => Some(event(EventType::Normal)),
+        _ => None,
+    }
 }
 
 /// Short description of an action for logs and failure records (objects are not dumped whole).

@@ -10,6 +10,7 @@ pub mod observed;
 pub mod plan;
 pub mod progress;
 pub mod snapshot_job;
+pub mod validation_job;
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use thiserror::Error;
+use tracing::Instrument;
 
 use crate::api::MemgraphCluster;
 use crate::clock::Clock;
@@ -61,10 +63,28 @@ pub struct Outcome {
     pub actions: usize,
     /// A snapshot the written status claimed: the caller runs it with [`snapshot_job::run`].
     pub snapshot: Option<snapshot_job::SnapshotJob>,
+    /// Live checks the written status claimed: the caller runs them with
+    /// [`validation_job::run`].
+    pub validation: Option<validation_job::ValidationJob>,
     /// What this reconcile measured, for metrics.
     pub measurements: Vec<measure::Measurement>,
     /// The status as written (or as stored when nothing needed writing), for metrics.
     pub status: Option<crate::api::MemgraphClusterStatus>,
+}
+
+impl Outcome {
+    /// A reconcile that ends without starting work or writing a status.
+    fn idle(requeue_after: Duration, rounds: usize, actions: usize) -> Self {
+        Self {
+            requeue_after,
+            rounds,
+            actions,
+            snapshot: None,
+            validation: None,
+            measurements: Vec::new(),
+            status: None,
+        }
+    }
 }
 
 /// Most rounds per reconcile: register, verify and label, and a few short looks while new or
@@ -90,6 +110,8 @@ pub struct Memory {
     written: Mutex<BTreeMap<String, k8s_openapi::jiff::Timestamp>>,
     /// Snapshots running beside the reconciles, and their results.
     pub snapshots: snapshot_job::SnapshotJobs,
+    /// Live checks running beside the reconciles, and their results.
+    pub validation: validation_job::ValidationJobs,
     /// Node counts of replicas while the MAIN cannot report on them.
     pub progress: progress::Progress,
 }
@@ -125,11 +147,29 @@ impl Memory {
     }
 }
 
+/// Whether `status` records the claim of `claim`.
+fn validation_recorded(status: &crate::api::MemgraphClusterStatus, claim: &plan::validation::ValidationClaim) -> bool {
+    let at = Some(claim.at);
+    status.validation.as_ref().is_some_and(|v| {
+        [&v.last_connectivity_test, &v.last_replication_test, &v.last_lag_measurement]
+            .into_iter()
+            .any(|t| t.as_ref().map(|t| t.0) == at)
+    })
+}
+
+fn observed_names(observed: &observed::Observed) -> crate::names::ClusterNames {
+    crate::names::ClusterNames::new(observed.cluster.name.clone(), observed.cluster.namespace.clone())
+}
+
 /// The latest scheduled work a status records.
 fn written_stamp(status: Option<&crate::api::MemgraphClusterStatus>) -> Option<k8s_openapi::jiff::Timestamp> {
     let status = status?;
     let b = status.backups.as_ref();
+    let v = status.validation.as_ref();
     [
+        v.and_then(|v| v.last_connectivity_test.as_ref()).map(|t| t.0),
+        v.and_then(|v| v.last_replication_test.as_ref()).map(|t| t.0),
+        v.and_then(|v| v.last_lag_measurement.as_ref()).map(|t| t.0),
         status.last_snapshot_tick.as_ref().map(|t| t.0),
         b.and_then(|b| b.running.as_ref()).map(|r| r.started_at.0),
         b.and_then(|b| b.last_successful.as_ref()).map(|r| r.time.0),
@@ -182,6 +222,7 @@ async fn start_job<K: Kube>(
         address: names.bolt_address(crate::names::Instance::Write),
         tick,
         backup,
+        version: crate::version::MemgraphVersion::from_image(&observed.spec.write.image),
     })
 }
 
@@ -204,30 +245,47 @@ pub async fn reconcile<K: Kube>(
     let mut executed = 0;
     let mut round = 0;
     let mut claimed_tick: Option<k8s_openapi::jiff::Timestamp> = None;
+    let mut claimed_validation: Option<plan::validation::ValidationClaim> = None;
     while let Some(candidate) = next.take() {
         round += 1;
         let Some(current) = fresh_enough(kube, memory, candidate).await? else {
             tracing::info!(cluster = %cluster.name_any(), "handed an older view than one already acted on; looking again soon");
-            return Ok(Outcome {
-                requeue_after: STALE_RETRY,
-                rounds: round,
-                actions: executed,
-                snapshot: None,
-                measurements: Vec::new(),
-                status: None,
-            });
+            return Ok(Outcome::idle(STALE_RETRY, round, executed));
         };
         let uid = current.uid().unwrap_or_default();
         let stored_now = stored.take().unwrap_or_else(|| current.status.clone().unwrap_or_default());
-        let mut observed = observe(kube, bolt, &current).await?;
+        let mut observed = observe(kube, bolt, &current).instrument(tracing::info_span!("observe")).await?;
         observed.snapshot_running = memory.snapshots.running(&uid);
+        observed.validation_running = memory.validation.running(&uid);
+        observed.validation_done = memory.validation.finished(&uid);
+        let mut test_id = [0u8; 16];
+        clock.fill_random(&mut test_id);
+        observed.fresh_test_id = crate::backup::upload::hex(&test_id);
         if !observed.agent_key_exists {
             let mut key = [0u8; 32];
             clock.fill_random(&mut key);
             observed.fresh_agent_key = crate::backup::upload::hex(&key);
         }
         memory.progress.note(&mut observed, clock.now());
-        let mut plan = plan(&current.spec, &observed, clock.now());
+        let mut plan = {
+            let _span = tracing::info_span!("plan").entered();
+            plan(&current.spec, &observed, clock.now())
+        };
+        // Checks an earlier round claimed are this reconcile's to run when its status, which
+        // carries their claim, is written.
+        match (plan.validation.take(), &claimed_validation) {
+            (Some(claim), Some(earlier)) => {
+                let joined = claim.joined(earlier);
+                claimed_validation = Some(joined.clone());
+                plan.validation = Some(joined);
+            }
+            (Some(claim), None) => {
+                claimed_validation = Some(claim.clone());
+                plan.validation = Some(claim);
+            }
+            (None, Some(claim)) if validation_recorded(&plan.status, claim) => plan.validation = Some(claim.clone()),
+            _ => {}
+        }
         // What failed in an earlier round waits for its backoff like what failed before.
         let failed_before: Vec<String> =
             outcomes.iter().filter(|o| o.error.is_some()).map(|o| o.subject.clone()).collect();
@@ -253,13 +311,16 @@ pub async fn reconcile<K: Kube>(
         let changed = plan.actions.iter().any(Action::changes_replication);
         let last = round >= MAX_ROUNDS || !(changed || plan.settling) || started.elapsed() > SETTLE_BUDGET;
         if !last {
-            let report = act(kube, bolt, &observed, &plan.actions, Phase::All).await;
+            let report =
+                act(kube, bolt, &observed, &plan.actions, Phase::All).instrument(tracing::info_span!("act")).await;
             executed += report.executed;
             outcomes.extend(report.outcomes);
         } else {
             // Labels and objects, then the status, then the replication commands, which may
             // wait seconds on Memgraph: what clients and people see is never held up by them.
-            let report = act(kube, bolt, &observed, &plan.actions, Phase::Kubernetes).await;
+            let report = act(kube, bolt, &observed, &plan.actions, Phase::Kubernetes)
+                .instrument(tracing::info_span!("act"))
+                .await;
             executed += report.executed;
             outcomes.extend(report.outcomes);
             let mut held = plan.held.clone();
@@ -283,11 +344,25 @@ pub async fn reconcile<K: Kube>(
                 };
             executed += written;
             memory.wrote(&uid, &status);
-            let commands = act(kube, bolt, &observed, &plan.actions, Phase::Replication).await;
+            if plan.validation_merged
+                && let Some(done) = &observed.validation_done
+            {
+                memory.validation.written(&uid, done.claimed);
+            }
+            let validation = plan.validation.clone().filter(|_| memory.validation.start(&uid)).map(|claim| {
+                validation_job::ValidationJob { cluster: uid.clone(), names: observed_names(&observed), claim }
+            });
+            let commands = act(kube, bolt, &observed, &plan.actions, Phase::Replication)
+                .instrument(tracing::info_span!("act", phase = "replication"))
+                .await;
             executed += commands.executed;
             let failed_now = outcomes.iter().chain(&commands.outcomes).any(|o| o.error.is_some());
             executed += write_replication_outcomes(kube, &observed, &status, &commands.outcomes, clock).await?;
             let snapshot = start_job(kube, memory, &observed, &status, tick, &uid).await;
+            let mut measurements = memory.validation.take_measurements(&uid);
+            if let Some(done) = &finished {
+                measurements.extend(snapshot_job::measurements(done));
+            }
             let mut requeue_after = plan.requeue_after;
             if failed_now {
                 requeue_after = requeue_after.min(plan::failures::retry_delay(1));
@@ -297,7 +372,8 @@ pub async fn reconcile<K: Kube>(
                 rounds: round,
                 actions: executed,
                 snapshot,
-                measurements: Vec::new(),
+                validation,
+                measurements,
                 status: Some(status),
             });
         }
@@ -312,12 +388,5 @@ pub async fn reconcile<K: Kube>(
             stored = Some(fresh.status.replace((*plan.status).clone()).unwrap_or_default());
         }
     }
-    Ok(Outcome {
-        requeue_after: plan::REQUEUE_BUSY,
-        rounds: round,
-        actions: executed,
-        snapshot: None,
-        measurements: Vec::new(),
-        status: None,
-    })
+    Ok(Outcome::idle(plan::REQUEUE_BUSY, round, executed))
 }

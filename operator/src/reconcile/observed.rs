@@ -152,6 +152,13 @@ pub struct Observed {
     pub secrets: BTreeMap<String, BTreeSet<String>>,
     /// A snapshot of this cluster is being taken.
     pub snapshot_running: bool,
+    /// Live checks of this cluster are running (see `plan::validation`).
+    pub validation_running: bool,
+    /// Live checks that finished and whose result is not written yet.
+    pub validation_done: Option<super::plan::validation::ValidationDone>,
+    /// An id for a test node, in case a replication test is claimed (drawn by the reconcile,
+    /// which holds the source of randomness; hex).
+    pub fresh_test_id: String,
     /// Whether the backup agent's key Secret exists (looked for only with backups on).
     pub agent_key_exists: bool,
     /// A key drawn for the agent Secret, in case it must be created (filled by the reconcile,

@@ -5,7 +5,7 @@
 //!
 //! One module per idea: [`facts`] (what is true), [`objects`] (what to apply and delete),
 //! [`replication`] (registrations and modes), [`labels`] (routing), [`snapshot`] (the schedule),
-//! [`backup`] (backups and their health), [`failures`] (backoff and reporting of actions that keep failing), [`status`] (the truth
+//! [`backup`] (backups and their health), [`validation`] (the live checks), [`failures`] (backoff and reporting of actions that keep failing), [`status`] (the truth
 //! in words).
 
 pub mod backup;
@@ -17,6 +17,7 @@ mod objects;
 mod replication;
 mod snapshot;
 mod status;
+pub mod validation;
 
 use std::time::Duration;
 
@@ -177,6 +178,11 @@ pub struct Plan {
     /// A registered replica whose pod is ready is expected to come in sync shortly (Memgraph
     /// reconnects within a few heartbeats): worth looking again within this reconcile.
     pub settling: bool,
+    /// Checks claimed in `status`: run beside the reconciles once it is written.
+    pub validation: Option<validation::ValidationClaim>,
+    /// The finished checks of `Observed::validation_done` are written in `status`; otherwise
+    /// they wait for a later write (nothing in them is worth one).
+    pub validation_merged: bool,
 }
 
 impl Plan {
@@ -203,6 +209,10 @@ pub(crate) struct Planner<'a> {
     pub backups: Option<crate::api::BackupsStatus>,
     /// `status.bootstrap` as this plan leaves it.
     pub bootstrap: Option<crate::api::BootstrapStatus>,
+    /// Checks this plan claims (see [`validation`]).
+    pub validation_claim: Option<validation::ValidationClaim>,
+    /// Whether the finished checks in `obs.validation_done` are written by this plan.
+    pub validation_merge: bool,
 }
 
 impl<'a> Planner<'a> {
@@ -219,6 +229,8 @@ impl<'a> Planner<'a> {
             snapshot_tick: None,
             backups: None,
             bootstrap: None,
+            validation_claim: None,
+            validation_merge: false,
         }
     }
 
@@ -275,6 +287,8 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
             held: Vec::new(),
             requeue_after: REQUEUE_BUSY,
             settling: false,
+            validation: None,
+            validation_merged: false,
         };
     }
     let errors = spec_errors(spec, obs);
@@ -305,6 +319,9 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
     } else {
         p.backups = obs.status.backups.clone();
     }
+    if errors.is_empty() {
+        validation::plan_validation(&mut p, &facts);
+    }
     let (status, converged) = status::plan_status(&mut p, &facts, &errors);
     let status_changed = status != obs.status;
     let busy = !converged || p.actions.iter().any(|a| !matches!(a, Action::Event(_)));
@@ -318,7 +335,16 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
             .replicas
             .values()
             .any(|r| r.desired && r.ready_replica && r.row.is_some() && !r.in_sync && !r.diverged);
-    Plan { actions: p.actions, status: Box::new(status), status_changed, held, requeue_after, settling }
+    Plan {
+        actions: p.actions,
+        status: Box::new(status),
+        status_changed,
+        held,
+        requeue_after,
+        settling,
+        validation: p.validation_claim,
+        validation_merged: p.validation_merge,
+    }
 }
 
 fn idle_requeue(spec: &MemgraphClusterSpec) -> Duration {

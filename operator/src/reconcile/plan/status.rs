@@ -56,6 +56,67 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
     let registered = wanted.iter().filter(|(_, r)| r.row.is_some()).count();
     let write_pod = p.names.pod(Instance::Write);
 
+    let previous_replicas: Vec<ReplicaValidation> = old.validation.iter().flat_map(|v| v.replicas.clone()).collect();
+    let replicas: Vec<ReplicaValidation> = wanted
+        .iter()
+        .map(|(i, r)| {
+            let name = Instance::Read(*i).status_name();
+            let before = previous_replicas.iter().find(|v| v.name == name);
+            // `replicating` is `ready` with a transaction in flight: under load the MAIN reports
+            // either on every look, and the status must not change with every write.
+            let state = r.row.as_ref().and_then(|row| row.data.as_ref()).map(|d| match d.status {
+                crate::memgraph::ReplicaStatus::Replicating => "ready".to_owned(),
+                ref other => other.as_str().to_owned(),
+            });
+            // A registration this plan makes (again) starts the clock afresh: `unhealthy_since`
+            // times *this* registration, or the next look would find the new one already past
+            // INVALID_GRACE and drop it before Memgraph could recover it.
+            let registers = p.actions.iter().any(
+                |a| matches!(a, super::Action::RegisterReplica { instance, .. } if *instance == Instance::Read(*i)),
+            );
+            let unhealthy_since = if registers { r.unhealthy_since.map(|_| p.now) } else { r.unhealthy_since };
+            ReplicaValidation {
+                name,
+                healthy: r.in_sync,
+                state,
+                // A new registration is tested afresh.
+                lag_ms: before.filter(|_| !registers).and_then(|b| b.lag_ms),
+                last_test_time: before.filter(|_| !registers).and_then(|b| b.last_test_time.clone()),
+                replication_test: before.filter(|_| !registers).and_then(|b| b.replication_test.clone()),
+                test_message: before.filter(|_| !registers).and_then(|b| b.test_message.clone()),
+                unhealthy_since: unhealthy_since.map(Time),
+                out_of_sync_since: r.out_of_sync_since.map(Time),
+                message: r.problem.clone(),
+            }
+        })
+        .collect();
+    let old_validation = old.validation.clone().unwrap_or_default();
+    let mut validation = ValidationStatus { replicas, ..old_validation };
+    let threshold = p.spec.validation.lag_threshold_ms;
+    let merged_done = p.obs.validation_done.as_ref().filter(|_| p.validation_merge);
+    if let Some(done) = merged_done {
+        let (merged, events) =
+            super::validation::merge(&validation, done, &super::validation::strict_unconfirmed(facts), threshold);
+        validation = merged;
+        for e in events {
+            p.condition_event(e.type_, e.reason, e.note);
+        }
+    }
+    if let Some(claim) = &p.validation_claim {
+        super::validation::record_claim(&mut validation, claim);
+    }
+    // A replica that failed its last replication test is not healthy, whatever SHOW REPLICAS says.
+    for r in &mut validation.replicas {
+        r.healthy &= r.replication_test.as_deref() != Some(super::validation::FAILED);
+    }
+    validation.all_replicas_healthy = validation.replicas.iter().all(|r| r.healthy);
+    let failed_tests: Vec<String> = validation
+        .replicas
+        .iter()
+        .filter(|r| r.replication_test.as_deref() == Some(super::validation::FAILED))
+        .map(|r| format!("{} {}", r.name, r.test_message.clone().unwrap_or_default()))
+        .collect();
+
     let problems = |filter: &dyn Fn(&super::ReplicaFacts) -> bool| -> String {
         wanted
             .iter()
@@ -153,20 +214,32 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
                     .as_ref()
                     .is_some_and(|row| !row.data.as_ref().is_some_and(|d| d.status.is_healthy()) || !r.address_ok)
             });
-            verdict(
-                REPLICATION_HEALTHY,
-                !unhealthy && facts.unwanted_rows.is_empty(),
-                ("Healthy", format!("All {registered} registered replicas are in sync")),
-                ("ReplicaUnhealthy", {
-                    let list = problems(&|r| r.row.is_some() && !r.in_sync);
-                    let extra: Vec<&str> = facts.unwanted_rows.iter().map(|r| r.name.as_str()).collect();
-                    if extra.is_empty() {
-                        list
-                    } else {
-                        format!("{list}; unwanted registrations: {}", extra.join(", "))
-                    }
-                }),
-            )
+            if !unhealthy && facts.unwanted_rows.is_empty() && !failed_tests.is_empty() {
+                Verdict {
+                    type_: REPLICATION_HEALTHY,
+                    status: "False",
+                    reason: "ReplicationTestFailed",
+                    message: format!(
+                        "The MAIN reports every replica in sync, but the replication test found: {}",
+                        failed_tests.join("; ")
+                    ),
+                }
+            } else {
+                verdict(
+                    REPLICATION_HEALTHY,
+                    !unhealthy && facts.unwanted_rows.is_empty(),
+                    ("Healthy", format!("All {registered} registered replicas are in sync")),
+                    ("ReplicaUnhealthy", {
+                        let list = problems(&|r| r.row.is_some() && !r.in_sync);
+                        let extra: Vec<&str> = facts.unwanted_rows.iter().map(|r| r.name.as_str()).collect();
+                        if extra.is_empty() {
+                            list
+                        } else {
+                            format!("{list}; unwanted registrations: {}", extra.join(", "))
+                        }
+                    }),
+                )
+            }
         }
     };
     verdicts.push(healthy);
@@ -288,6 +361,14 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
         }
     }
 
+    // The live checks' conditions, announced by their per-instance events.
+    let checks = if p.spec.validation.enabled {
+        super::validation::conditions(&old.conditions, merged_done, &validation, threshold, p.now, generation)
+    } else {
+        Vec::new()
+    };
+    let checks_ok = checks.iter().all(|c| !is_problem(&c.type_, &c.status));
+    conditions.extend(checks);
     // ActionsSucceeding is decided by the outcome of the actions (see `failures::record`).
     conditions.extend(old.conditions.iter().filter(|c| c.type_ == ACTIONS_SUCCEEDING).cloned());
     // BackupsHealthy is decided last, from the backups as this plan leaves them.
@@ -302,46 +383,12 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
     } else if ready == wanted.len()
         // A storage change that waits for a person does not degrade a working cluster.
         && verdicts.iter().filter(|v| v.type_ != STORAGE_IN_SYNC).all(|v| !is_problem(v.type_, v.status))
+        && checks_ok
     {
         Phase::Running
     } else {
         Phase::Degraded
     };
-
-    let previous_replicas: Vec<ReplicaValidation> = old.validation.iter().flat_map(|v| v.replicas.clone()).collect();
-    let replicas: Vec<ReplicaValidation> = wanted
-        .iter()
-        .map(|(i, r)| {
-            let name = Instance::Read(*i).status_name();
-            let before = previous_replicas.iter().find(|v| v.name == name);
-            // `replicating` is `ready` with a transaction in flight: under load the MAIN reports
-            // either on every look, and the status must not change with every write.
-            let state = r.row.as_ref().and_then(|row| row.data.as_ref()).map(|d| match d.status {
-                crate::memgraph::ReplicaStatus::Replicating => "ready".to_owned(),
-                ref other => other.as_str().to_owned(),
-            });
-            // A registration this plan makes (again) starts the clock afresh: `unhealthy_since`
-            // times *this* registration, or the next look would find the new one already past
-            // INVALID_GRACE and drop it before Memgraph could recover it.
-            let registers = p.actions.iter().any(
-                |a| matches!(a, super::Action::RegisterReplica { instance, .. } if *instance == Instance::Read(*i)),
-            );
-            let unhealthy_since = if registers { r.unhealthy_since.map(|_| p.now) } else { r.unhealthy_since };
-            ReplicaValidation {
-                name,
-                healthy: r.in_sync,
-                state,
-                lag_ms: before.and_then(|b| b.lag_ms),
-                last_test_time: before.and_then(|b| b.last_test_time.clone()),
-                unhealthy_since: unhealthy_since.map(Time),
-                out_of_sync_since: r.out_of_sync_since.map(Time),
-                message: r.problem.clone(),
-            }
-        })
-        .collect();
-    let old_validation = old.validation.clone().unwrap_or_default();
-    let validation =
-        ValidationStatus { all_replicas_healthy: replicas.iter().all(|r| r.healthy), replicas, ..old_validation };
 
     let status = MemgraphClusterStatus {
         phase,

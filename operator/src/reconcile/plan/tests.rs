@@ -113,6 +113,9 @@ fn fresh(replicas: i32) -> (MemgraphClusterSpec, Observed) {
         pods,
         secrets: BTreeMap::new(),
         snapshot_running: false,
+        validation_running: false,
+        validation_done: None,
+        fresh_test_id: String::new(),
         agent_key_exists: false,
         fresh_agent_key: "ab".repeat(32),
         stalls: BTreeMap::new(),
@@ -1062,4 +1065,99 @@ fn an_empty_main_with_uncounted_replicas_makes_divergence_unknown() {
     apply(&spec, &mut obs, &p);
     assert_eq!(condition(&obs, "DataDivergence").status, "Unknown");
     assert_ne!(condition(&obs, "WriteReady").status, "True");
+}
+
+// ---- live checks ----
+
+fn secs_before(at: Timestamp, secs: i64) -> Option<Time> {
+    Some(Time(at - k8s_openapi::jiff::SignedDuration::from_secs(secs)))
+}
+
+#[test]
+fn checks_falling_due_close_together_share_one_claim() {
+    let (spec, mut obs) = healthy(2);
+    let v = obs.status.validation.get_or_insert_default();
+    // Connectivity is due now, the lag measurement in 10 s, the replication test in 200 s.
+    v.last_connectivity_test = secs_before(now(), 30);
+    v.last_lag_measurement = secs_before(now(), 50);
+    v.last_replication_test = secs_before(now(), 100);
+    for r in &mut v.replicas {
+        r.replication_test = Some(validation::PASSED.to_owned());
+    }
+    let plan = plan(&spec, &obs, now());
+    let claim = plan.validation.clone().expect("a claim");
+    assert_eq!(claim.ping.len(), 3, "every instance is pinged");
+    let probe = claim.probe.expect("the lag measurement joins the connectivity check");
+    assert!(probe.lag && !probe.replication_test, "{probe:?}");
+    assert!(plan.status_changed, "the claim is recorded before the checks run");
+    let v = plan.status.validation.clone().unwrap_or_default();
+    assert_eq!(v.last_connectivity_test.map(|t| t.0), Some(now()));
+    assert_eq!(v.last_lag_measurement.map(|t| t.0), Some(now()));
+    assert_eq!(v.last_replication_test, secs_before(now(), 100), "not due within the window");
+    // The next wake-up is the next check due: the replication test in 200 s is later than the
+    // next connectivity check, so the plan wakes for the idle poll.
+    assert!(plan.requeue_after <= REQUEUE_IDLE);
+}
+
+#[test]
+fn nothing_due_claims_nothing_and_wakes_up_when_the_first_check_is() {
+    let (spec, mut obs) = healthy(1);
+    let v = obs.status.validation.get_or_insert_default();
+    v.last_connectivity_test = secs_before(now(), 25);
+    v.last_lag_measurement = secs_before(now(), 25);
+    v.last_replication_test = secs_before(now(), 25);
+    for r in &mut v.replicas {
+        r.replication_test = Some(validation::PASSED.to_owned());
+    }
+    let plan = plan(&spec, &obs, now());
+    assert!(plan.validation.is_none());
+    assert!(!plan.status_changed);
+    assert_eq!(plan.requeue_after, std::time::Duration::from_secs(5), "connectivity falls due in 5 s");
+}
+
+fn done_at(claimed: Timestamp, ping: &[(&str, bool)]) -> validation::ValidationDone {
+    validation::ValidationDone {
+        skipped: Vec::new(),
+        claimed,
+        finished: claimed,
+        ping: ping
+            .iter()
+            .map(|(name, ok)| ((*name).to_owned(), if *ok { Ok(()) } else { Err("connection refused".to_owned()) }))
+            .collect(),
+        probe: None,
+    }
+}
+
+#[test]
+fn an_unchanged_result_waits_for_the_next_claim_and_a_changed_one_is_written_at_once() {
+    let (spec, mut obs) = healthy(2);
+    let v = obs.status.validation.get_or_insert_default();
+    v.last_connectivity_test = secs_before(now(), 10);
+    v.last_lag_measurement = secs_before(now(), 10);
+    v.last_replication_test = secs_before(now(), 10);
+    for r in &mut v.replicas {
+        r.replication_test = Some(validation::PASSED.to_owned());
+    }
+    let claimed = now() - k8s_openapi::jiff::SignedDuration::from_secs(10);
+    obs.validation_done = Some(done_at(claimed, &[("write", true), ("read-0", true), ("read-1", true)]));
+    let same = plan(&spec, &obs, now());
+    assert!(!same.validation_merged && !same.status_changed, "everyone answered, as before: no write");
+
+    obs.validation_done = Some(done_at(claimed, &[("write", true), ("read-0", true), ("read-1", false)]));
+    let changed = plan(&spec, &obs, now());
+    assert!(changed.validation_merged && changed.status_changed);
+    let v = changed.status.validation.clone().unwrap_or_default();
+    assert_eq!(v.unreachable, vec!["read-1".to_owned()]);
+    let read = changed.status.conditions.iter().find(|c| c.type_ == "ReadConnectivity").expect("ReadConnectivity");
+    assert_eq!(read.status, "False");
+    assert!(read.message.contains("read-1"), "{}", read.message);
+    let events: Vec<&str> = changed
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Event(e) => Some(e.reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert!(events.contains(&"ConnectivityLost"), "{events:?}");
 }
