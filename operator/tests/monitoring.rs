@@ -13,45 +13,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
+mod common;
+
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use serde::Deserialize;
 use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 
 const SKIP_REASON: &str = "skipped: promtool not found on PATH (it comes with Prometheus)";
-
-/// The operator's gauges.
-const GAUGES: &[&str] = &[
-    "memgraph_clusters_total",
-    "memgraph_clusters_ready",
-    "memgraph_read_replicas_total",
-    "memgraph_read_replicas_ready",
-    "memgraph_replication_lag_seconds",
-    "memgraph_validation_passing",
-    "memgraph_backup_last_success_timestamp_seconds",
-    "memgraph_reconcile_in_flight",
-    "memgraph_reconcile_queue_depth",
-];
-
-/// The operator's counters.
-const COUNTERS: &[&str] = &[
-    "memgraph_replication_errors_total",
-    "memgraph_snapshots_total",
-    "memgraph_s3_uploads_total",
-    "memgraph_s3_upload_errors_total",
-    "memgraph_s3_upload_bytes_total",
-    "memgraph_reconcile_total",
-    "memgraph_reconcile_errors_total",
-    "memgraph_validation_total",
-    "memgraph_validation_failures_total",
-];
-
-/// The operator's histograms, selected as `_bucket`, `_sum` and `_count`.
-const HISTOGRAMS: &[&str] = &[
-    "memgraph_reconcile_duration_seconds",
-    "memgraph_snapshot_duration_seconds",
-    "memgraph_validation_duration_seconds",
-];
 
 /// Prometheus' own series, about the scrape of the operator.
 const SCRAPE_SERIES: &[&str] = &["up"];
@@ -361,12 +330,13 @@ fn dashboard_shows_every_exported_metric() -> Result<(), Failed> {
     for (_, expr) in dashboard_queries(&dashboard)? {
         used.extend(metric_names(&expr)?);
     }
-    let missing: Vec<&str> = GAUGES
+    let documented = common::documented_metrics();
+    let missing: Vec<&String> = documented
+        .gauges
         .iter()
-        .chain(COUNTERS)
-        .copied()
+        .chain(&documented.counters)
         .filter(|m| !used.contains(*m))
-        .chain(HISTOGRAMS.iter().copied().filter(|h| !used.contains(&format!("{h}_bucket"))))
+        .chain(documented.histograms.iter().filter(|h| !used.contains(&format!("{h}_bucket"))))
         .collect();
     check(missing.is_empty(), format!("metrics the dashboard does not show: {missing:?}"))
 }
@@ -532,9 +502,15 @@ fn skip_group(chars: &[char], start: usize, close: char) -> Result<usize, String
 
 /// Every series name the operator's endpoint serves, and `up`.
 fn known_series() -> BTreeSet<String> {
-    let mut known: BTreeSet<String> =
-        GAUGES.iter().chain(COUNTERS).chain(SCRAPE_SERIES).map(|m| (*m).to_owned()).collect();
-    for histogram in HISTOGRAMS {
+    let documented = common::documented_metrics();
+    let mut known: BTreeSet<String> = documented
+        .gauges
+        .iter()
+        .chain(&documented.counters)
+        .cloned()
+        .chain(SCRAPE_SERIES.iter().map(|m| (*m).to_owned()))
+        .collect();
+    for histogram in &documented.histograms {
         for suffix in ["_bucket", "_sum", "_count"] {
             known.insert(format!("{histogram}{suffix}"));
         }

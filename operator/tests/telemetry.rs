@@ -14,6 +14,8 @@ use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+
 use fake_opentelemetry_collector::{ExportedSpan, FakeCollectorServer};
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use memgraph_operator::api::{MemgraphClusterSpec, MemgraphClusterStatus, Phase};
@@ -25,31 +27,6 @@ use tracing::Instrument;
 use tracing::instrument::WithSubscriber;
 
 const PROMTOOL_SKIP: &str = "skipped: promtool not found (apt-get download prometheus; dpkg -x; see .ci/run)";
-
-/// Every metric name docs/observability.md promises.
-const REQUIRED: &[&str] = &[
-    "memgraph_clusters_total",
-    "memgraph_clusters_ready",
-    "memgraph_read_replicas_total",
-    "memgraph_read_replicas_ready",
-    "memgraph_replication_lag_seconds",
-    "memgraph_validation_passing",
-    "memgraph_backup_last_success_timestamp_seconds",
-    "memgraph_reconcile_in_flight",
-    "memgraph_reconcile_queue_depth",
-    "memgraph_replication_errors_total",
-    "memgraph_snapshots_total",
-    "memgraph_s3_uploads_total",
-    "memgraph_s3_upload_errors_total",
-    "memgraph_s3_upload_bytes_total",
-    "memgraph_reconcile_total",
-    "memgraph_reconcile_errors_total",
-    "memgraph_validation_total",
-    "memgraph_validation_failures_total",
-    "memgraph_reconcile_duration_seconds",
-    "memgraph_snapshot_duration_seconds",
-    "memgraph_validation_duration_seconds",
-];
 
 /// Gauges that carry `_total` in their names because the plan (and the alerts) name them so:
 /// promtool's lint notes them, and nothing else may be noted.
@@ -121,7 +98,8 @@ fn scrape() -> Result<String, Failed> {
 
 fn metrics_have_every_name() -> Result<(), Failed> {
     let body = scrape()?;
-    for name in REQUIRED {
+    let documented = common::documented_metrics();
+    for name in documented.all() {
         check(body.contains(&format!("# HELP {name} ")), &format!("HELP of {name}"))?;
         let sample = body.lines().any(|l| {
             l.strip_prefix(name).is_some_and(|rest| {

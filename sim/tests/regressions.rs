@@ -49,6 +49,10 @@ const WRITE_VOLUME_AND_SPEC: &str = "pod-kill,pod-delete,volume-loss,partition-o
 partition-one-way,scale,mode-change,schedule-change,image-change,storage-change,write-volume-loss";
 
 regression! {
+    // A reconcile marked its validation job running, then failed on an API write before handing
+    // the job over: nothing ran it, and no check of the cluster ran again (ReadConnectivity
+    // stayed False after every instance answered).
+    seed_39_a_claimed_check_is_marked_running_only_when_it_is_handed_over: sweep_default(39);
     // A status written from an old view put back a claimed snapshot tick and the running backup,
     // and the snapshot ran again (7 snapshots for 5 ticks).
     seed_3_an_old_view_cannot_put_back_a_claimed_tick: sweep_default(3);

@@ -349,9 +349,6 @@ pub async fn reconcile<K: Kube>(
             {
                 memory.validation.written(&uid, done.claimed);
             }
-            let validation = plan.validation.clone().filter(|_| memory.validation.start(&uid)).map(|claim| {
-                validation_job::ValidationJob { cluster: uid.clone(), names: observed_names(&observed), claim }
-            });
             let commands = act(kube, bolt, &observed, &plan.actions, Phase::Replication)
                 .instrument(tracing::info_span!("act", phase = "replication"))
                 .await;
@@ -359,6 +356,11 @@ pub async fn reconcile<K: Kube>(
             let failed_now = outcomes.iter().chain(&commands.outcomes).any(|o| o.error.is_some());
             executed += write_replication_outcomes(kube, &observed, &status, &commands.outcomes, clock).await?;
             let snapshot = start_job(kube, memory, &observed, &status, tick, &uid).await;
+            // Marked running only now that nothing can fail before the caller runs it: a job
+            // marked running and never run would stop every later check of the cluster.
+            let validation = plan.validation.clone().filter(|_| memory.validation.start(&uid)).map(|claim| {
+                validation_job::ValidationJob { cluster: uid.clone(), names: observed_names(&observed), claim }
+            });
             let mut measurements = memory.validation.take_measurements(&uid);
             if let Some(done) = &finished {
                 measurements.extend(snapshot_job::measurements(done));

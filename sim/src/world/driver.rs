@@ -32,7 +32,8 @@ use crate::apiserver::{ApiServer, Key};
 
 /// Queries that only look.
 fn is_probe(query: &str) -> bool {
-    matches!(query, "SHOW REPLICATION ROLE" | "SHOW REPLICAS" | "MATCH (n) RETURN count(n) AS nodes")
+    use memgraph_operator::memgraph::{NODE_COUNT_QUERY, PING_QUERY, TEST_READ_QUERY};
+    matches!(query, "SHOW REPLICATION ROLE" | "SHOW REPLICAS" | NODE_COUNT_QUERY | PING_QUERY | TEST_READ_QUERY)
 }
 
 /// How long a person takes to act on a `MainLostData` condition.
@@ -52,6 +53,8 @@ pub struct ClusterState {
     pub availability: Availability,
     /// Status oracle.
     pub status: StatusTruth,
+    /// Validation oracle.
+    pub validation: super::oracles::validation::ValidationTruth,
     /// Snapshot oracle.
     pub snapshots: Snapshots,
     /// Backup oracle.
@@ -123,6 +126,12 @@ pub struct World<'a> {
     pub slow_main: Vec<(String, Duration, Duration)>,
     /// The picture's lanes.
     pub lanes: Lanes,
+    /// Latency injected on a MAIN's link to a replica: (replica host, latency, start, end),
+    /// `Duration::MAX` while it lasts.
+    pub latencies: Vec<(String, Duration, Duration, Duration)>,
+    /// Stretches in which a cluster's write pod answered no one (frozen, or on a lost node):
+    /// (cluster, start, end), `Duration::MAX` while open.
+    pub main_unseen: Vec<(String, Duration, Duration)>,
 }
 
 impl<'a> World<'a> {
@@ -147,6 +156,7 @@ impl<'a> World<'a> {
                     routing: Routing::default(),
                     availability: Availability::default(),
                     status: StatusTruth::default(),
+                    validation: Default::default(),
                     snapshots: Snapshots::default(),
                     economy: Economy::default(),
                     cost: Cost::default(),
@@ -185,6 +195,8 @@ impl<'a> World<'a> {
             failed_reconciles: 0,
             rows_blocked: std::collections::BTreeSet::new(),
             slow_main: Vec::new(),
+            latencies: Vec::new(),
+            main_unseen: Vec::new(),
             lanes: Lanes::default(),
         }
     }
@@ -277,6 +289,27 @@ impl<'a> World<'a> {
             operator_up_since: self.operator_up_since,
             slow_main: self.slow_main.iter().filter(|(c, _, _)| c == cluster).map(|(_, s, e)| (*s, *e)).collect(),
         }
+    }
+
+    /// Stretches the operator's lapses are not judged in, for `cluster`: it was down, or the
+    /// cluster's MAIN answered no one (then only the MAIN could say a replica is behind, and the
+    /// operator keeps a label it has no evidence against), merged and in order.
+    pub fn excused(&self, cluster: &str) -> Vec<(Duration, Duration)> {
+        let mut all: Vec<(Duration, Duration)> = self
+            .downtime
+            .iter()
+            .copied()
+            .chain(self.main_unseen.iter().filter(|(c, _, _)| c == cluster).map(|(_, s, e)| (*s, *e)))
+            .collect();
+        all.sort();
+        let mut merged: Vec<(Duration, Duration)> = Vec::new();
+        for (s, e) in all {
+            match merged.last_mut() {
+                Some(last) if s <= last.1 => last.1 = last.1.max(e),
+                _ => merged.push((s, e)),
+            }
+        }
+        merged
     }
 
     /// Whether the world itself makes the cluster's spec invalid now: an invalid-spec fault is
@@ -420,6 +453,23 @@ impl<'a> World<'a> {
             self.trace.record(Duration::from_millis(at), what);
         }
         let mut found = Vec::new();
+        for lag in &log.lags {
+            let host = self.host(&lag.pod);
+            let (start, end) = (Duration::from_millis(lag.start_ms), Duration::from_millis(lag.end_ms));
+            let Some(latency) = super::oracles::validation::latency_over(&self.latencies, &host, start, end) else {
+                continue;
+            };
+            if let Some(lag_ms) = lag.lag_ms {
+                found.extend(super::oracles::validation::judge_lag(
+                    &lag.cluster,
+                    end,
+                    &lag.pod,
+                    lag.mode,
+                    latency,
+                    lag_ms,
+                ));
+            }
+        }
         for record in &log.false_writes {
             found.push(Violation {
                 at_ms: record.at_ms,
@@ -474,8 +524,20 @@ impl<'a> World<'a> {
                 if own {
                     c.cost.self_triggered += 1;
                 }
+                // A status write of scheduled work (a claimed tick, a validation check's start
+                // and result) is seen by the operator's own watch like any other: the reconcile
+                // it triggers is the cost of the schedule, counted above, not churn.
+                let after_bookkeeping = log
+                    .writes
+                    .iter()
+                    .rfind(|w| w.cluster == *name && w.at_ms <= r.start_ms)
+                    .is_some_and(|w| w.bookkeeping);
                 if !disturbed_at.get(&(name.clone(), r.start_ms)).copied().unwrap_or(true) {
-                    found.extend(c.economy.reconcile(Duration::from_millis(r.start_ms), name, own));
+                    found.extend(c.economy.reconcile(
+                        Duration::from_millis(r.start_ms),
+                        name,
+                        own && !after_bookkeeping,
+                    ));
                 }
             }
         }
@@ -494,6 +556,13 @@ impl<'a> World<'a> {
         let mut found = Vec::new();
         for name in &names {
             let Some(c) = truth.clusters.get(name) else { continue };
+            let unseen = c.write(name).is_some_and(|p| p.hung || p.lost_node);
+            let open = self.main_unseen.iter_mut().rev().find(|(n, _, end)| n == name && *end == Duration::MAX);
+            match (unseen, open) {
+                (true, None) => self.main_unseen.push((name.clone(), now, Duration::MAX)),
+                (false, Some(w)) => w.2 = now,
+                _ => {}
+            }
             let cond = self.conditions(name);
             let invalid = self.spec_invalid(name, c);
             let quiet = self.quiet(name, c, now);
@@ -502,10 +571,16 @@ impl<'a> World<'a> {
                 .iter()
                 .any(|(_, _, end, t)| *end == Duration::MAX && t.as_deref().is_none_or(|t| t == name));
             let operator_up = self.operator_up_since.is_some();
+            let operator_cut_off = self.history.iter().any(|(class, _, end, t)| {
+                matches!(class, FaultClass::PartitionOperator | FaultClass::PartitionOneWay)
+                    && *end == Duration::MAX
+                    && t.as_deref().is_none_or(|t| t == name)
+            });
             let Some(state) = self.clusters.get_mut(name) else { continue };
             found.extend(state.routing.check(&cond, now, step, name, c));
             found.extend(state.availability.check(&cond, now, step, name, c, self.rows_blocked.contains(name)));
             found.extend(state.status.check(&cond, now, step, name, c, invalid));
+            found.extend(state.validation.check(&cond, now, step, name, c, operator_cut_off));
             let enabled = c.spec.as_ref().is_none_or(|s| s["snapshot"]["enabled"].as_bool() != Some(false));
             // Every tick of the schedule in force counts (a tick missed while the spec was invalid
             // may be caught up after); only ticks with nothing in the way must be taken.

@@ -147,6 +147,7 @@ impl World<'_> {
                 if fault.class == FaultClass::Latency {
                     let latency = Duration::from_millis(20 + pick % 480);
                     self.sim.set_link_latency(write_host.clone(), target.clone(), latency);
+                    self.latencies.push((target.clone(), latency, now, Duration::MAX));
                     let what = format!(
                         "latency {} ms between MAIN and {target} for {} s",
                         latency.as_millis(),
@@ -397,7 +398,13 @@ impl World<'_> {
             Undo::Repair(a, b) => self.sim.repair(a, b),
             Undo::RepairOneWay(a, b) => self.sim.repair_oneway(a, b),
             Undo::Release(a, b) => self.sim.release(a, b),
-            Undo::Latency(a, b) => self.sim.set_link_latency(a, b, Duration::from_millis(1)),
+            Undo::Latency(a, b) => {
+                let now = self.now();
+                if let Some(l) = self.latencies.iter_mut().rev().find(|l| l.0 == b && l.3 == Duration::MAX) {
+                    l.3 = now;
+                }
+                self.sim.set_link_latency(a, b, Duration::from_millis(1));
+            }
             Undo::ApiFaults => self.api.set_faults(ApiFaults::default(), 0),
             Undo::Operator => self.restart_operator(),
             Undo::Unhang(pod) => {

@@ -22,6 +22,7 @@ use memgraph_operator::memgraph::{Bolt, BoltError, BoltValue, QueryResult, Timeo
 use memgraph_operator::names::{LABEL_INSTANCE, LABEL_ROLE};
 use memgraph_operator::reconcile::guard::guard;
 use memgraph_operator::reconcile::snapshot_job::run as run_snapshot;
+use memgraph_operator::reconcile::validation_job::run as run_validation;
 use memgraph_operator::reconcile::{Memory, reconcile};
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
@@ -99,6 +100,23 @@ pub struct FalseWrite {
     pub what: String,
 }
 
+/// One replica's part of a finished lag measurement.
+#[derive(Debug, Clone)]
+pub struct LagRecord {
+    /// The cluster.
+    pub cluster: String,
+    /// The replica's pod.
+    pub pod: String,
+    /// When the job started and ended, in simulated ms.
+    pub start_ms: u64,
+    /// See `start_ms`.
+    pub end_ms: u64,
+    /// The lag measured, when the replica served the test write.
+    pub lag_ms: Option<i64>,
+    /// The mode the probe ran under.
+    pub mode: memgraph_operator::api::ReplicationMode,
+}
+
 /// Everything the gate recorded; the driver drains it.
 #[derive(Debug, Default)]
 pub struct GateLog {
@@ -115,6 +133,8 @@ pub struct GateLog {
     /// Answers to `SHOW REPLICAS` on a cluster's write pod: (cluster, when the query was sent, in
     /// ms, whether it timed out).
     pub rows_answers: Vec<(String, u64, bool)>,
+    /// Lag measurements, by replica.
+    pub lags: Vec<LagRecord>,
 }
 
 /// Shared between the operator host and the driver.
@@ -201,6 +221,29 @@ impl Gate {
             .unwrap_or_default()
     }
 
+    /// The lag figures of a finished validation job, for the lag oracle.
+    fn record_lags(
+        &self,
+        cluster: &str,
+        start_ms: u64,
+        done: Option<memgraph_operator::reconcile::plan::validation::ValidationDone>,
+    ) {
+        let Some(probe) = done.and_then(|d| d.probe).filter(|p| p.claim.lag) else { return };
+        let end_ms = now_ms();
+        let mut log = lock(&self.log);
+        for seen in &probe.seen {
+            let memgraph_operator::names::Instance::Read(i) = seen.instance else { continue };
+            log.lags.push(LagRecord {
+                cluster: cluster.to_owned(),
+                pod: super::truth::read_pod(cluster, i),
+                start_ms,
+                end_ms,
+                lag_ms: seen.seen_after_ms,
+                mode: probe.claim.mode,
+            });
+        }
+    }
+
     fn record_write(&self, cluster: &str, what: String, bookkeeping: bool) {
         lock(&self.log).writes.push(WriteRecord { at_ms: now_ms(), cluster: cluster.to_owned(), what, bookkeeping });
     }
@@ -280,6 +323,27 @@ fn without_bookkeeping(status: &Value) -> Value {
     if let Some(map) = s.as_object_mut() {
         for field in ["lastSnapshotTime", "snapshot", "backups", "lastS3BackupTime"] {
             map.remove(field);
+        }
+        // The live checks' start times and figures (lag, test times): scheduled work. Who
+        // answers and the verdicts are not.
+        if let Some(v) = map.get_mut("validation").and_then(Value::as_object_mut) {
+            for field in ["lastConnectivityTest", "lastReplicationTest", "lastLagMeasurement", "replicationLagMs"] {
+                v.remove(field);
+            }
+            for r in v.get_mut("replicas").and_then(Value::as_array_mut).into_iter().flatten() {
+                if let Some(r) = r.as_object_mut() {
+                    for field in ["lagMs", "lastTestTime", "testMessage"] {
+                        r.remove(field);
+                    }
+                }
+            }
+        }
+        if let Some(conditions) = map.get_mut("conditions").and_then(Value::as_array_mut) {
+            for c in conditions.iter_mut().filter(|c| c["type"] == "ReplicationLagAcceptable") {
+                if let Some(c) = c.as_object_mut() {
+                    c.remove("message");
+                }
+            }
         }
     }
     s
@@ -603,6 +667,16 @@ pub fn install(
                         let ok = match kube.get::<MemgraphCluster>(&key.0, &key.1).await {
                             Ok(Some(cluster)) => {
                                 let result = reconcile(&cluster, kube.as_ref(), bolt.as_ref(), &clock, &memory).await;
+                                if let Ok(Some(job)) = result.as_ref().map(|o| o.validation.clone()) {
+                                    let (bolt, memory, clock, gate) =
+                                        (bolt.clone(), memory.clone(), clock.clone(), gate.clone());
+                                    tokio::task::spawn_local(async move {
+                                        let (uid, start_ms) = (job.cluster.clone(), now_ms());
+                                        let cluster = job.names.cluster.clone();
+                                        run_validation(bolt.as_ref(), &memory.validation, &clock, job).await;
+                                        gate.record_lags(&cluster, start_ms, memory.validation.finished(&uid));
+                                    });
+                                }
                                 if let Ok(Some(job)) = result.as_ref().map(|o| o.snapshot.clone()) {
                                     let (bolt, memory, clock) = (bolt.clone(), memory.clone(), clock.clone());
                                     tokio::task::spawn_local(async move {

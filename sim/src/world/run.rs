@@ -460,6 +460,76 @@ fn drive(world: &mut World<'_>, schedule: &Schedule, config: &RunConfig, clock: 
             last_check = now;
         }
     }
+    leftover_test_nodes(world, clock, &mut steps);
+}
+
+/// Test nodes on `world`'s pods, by pod: (pod, ids).
+fn test_nodes(world: &World<'_>) -> Vec<(String, Vec<String>)> {
+    let mut found = Vec::new();
+    for setup in &world.setups {
+        let truth = world.source.cluster(&setup.name);
+        for pod in truth.pods.keys() {
+            let Some(server) = world.source.server(pod) else { continue };
+            let ids: Vec<String> = server
+                .nodes()
+                .into_iter()
+                .filter(|n| n.labels.iter().any(|l| l == memgraph_operator::memgraph::TEST_LABEL))
+                .map(|n| format!("{:?}", n.properties.get("id")))
+                .collect();
+            if !ids.is_empty() {
+                found.push((pod.clone(), ids));
+            }
+        }
+    }
+    found
+}
+
+/// No test node survives in user data: a node seen at the end must be gone once a test in
+/// flight has ended (at most LAG_GIVE_UP) and the next one has removed what a crash left
+/// (the lag measurement runs every minute), with the world still running.
+fn leftover_test_nodes(world: &mut World<'_>, clock: &SimClock, steps: &mut u64) {
+    let first = test_nodes(world);
+    if first.is_empty() {
+        return;
+    }
+    let deadline = world.now()
+        + Duration::from_secs(60)
+        + memgraph_operator::reconcile::plan::validation::LAG_GIVE_UP
+        + Duration::from_secs(10);
+    let mut left = first;
+    while !left.is_empty() && world.now() < deadline {
+        for _ in 0..200 {
+            if world.sim.step().is_err() {
+                break;
+            }
+            *steps += 1;
+            clock.set_elapsed(world.now());
+            if steps.is_multiple_of(10) {
+                world.kubelet.sync(&mut world.sim, &mut world.trace);
+            }
+        }
+        let now = test_nodes(world);
+        // Only nodes that were there at the end count: a new test may have written its own.
+        left.retain_mut(|(pod, ids)| {
+            ids.retain(|id| now.iter().any(|(p, later)| p == pod && later.contains(id)));
+            !ids.is_empty()
+        });
+    }
+    for (pod, ids) in left {
+        world.violations.push(Violation {
+            at_ms: ms(world.now()),
+            cluster: world
+                .setups
+                .iter()
+                .find(|s| pod.starts_with(&format!("{}-", s.name)))
+                .map(|s| s.name.clone())
+                .unwrap_or_default(),
+            what: format!(
+                "test nodes {} are still in {pod}'s data long after the tests that wrote them",
+                ids.join(", ")
+            ),
+        });
+    }
 }
 
 fn finish(
@@ -506,7 +576,8 @@ fn finish(
         let (durability, lost, found) = writes::judge(name, end_ms, &ledger, main_holder, &holders, state.volume_lost);
         violations.extend(found);
         let cond = world.conditions(name);
-        let (freshness, found) = reads::judge(name, &ledger, &write, &lost, &cond, &world.downtime, &world.starts);
+        let excused = world.excused(name);
+        let (freshness, found) = reads::judge(name, &ledger, &write, &lost, &cond, &excused, &world.starts);
         violations.extend(found);
         let (snapshots, found) = state.snapshots.judge(name, end_ms);
         violations.extend(found);

@@ -363,11 +363,17 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
 
     // The live checks' conditions, announced by their per-instance events.
     let checks = if p.spec.validation.enabled {
-        super::validation::conditions(&old.conditions, merged_done, &validation, threshold, p.now, generation)
+        let reads = u32::try_from(p.spec.read.replicas).unwrap_or(0);
+        super::validation::conditions(&old.conditions, merged_done, &validation, reads, threshold, p.now, generation)
     } else {
         Vec::new()
     };
-    let checks_ok = checks.iter().all(|c| !is_problem(&c.type_, &c.status));
+    // An instance that does not answer degrades the cluster; a high lag does not: reads and
+    // writes are served, and the lag has its own condition, column, event and alert.
+    let checks_ok = checks
+        .iter()
+        .filter(|c| c.type_ != super::validation::REPLICATION_LAG_ACCEPTABLE)
+        .all(|c| !is_problem(&c.type_, &c.status));
     conditions.extend(checks);
     // ActionsSucceeding is decided by the outcome of the actions (see `failures::record`).
     conditions.extend(old.conditions.iter().filter(|c| c.type_ == ACTIONS_SUCCEEDING).cloned());

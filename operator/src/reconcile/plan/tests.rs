@@ -1100,7 +1100,7 @@ fn checks_falling_due_close_together_share_one_claim() {
 }
 
 #[test]
-fn nothing_due_claims_nothing_and_wakes_up_when_the_first_check_is() {
+fn nothing_due_claims_nothing_and_costs_no_extra_wake_up() {
     let (spec, mut obs) = healthy(1);
     let v = obs.status.validation.get_or_insert_default();
     v.last_connectivity_test = secs_before(now(), 25);
@@ -1112,7 +1112,7 @@ fn nothing_due_claims_nothing_and_wakes_up_when_the_first_check_is() {
     let plan = plan(&spec, &obs, now());
     assert!(plan.validation.is_none());
     assert!(!plan.status_changed);
-    assert_eq!(plan.requeue_after, std::time::Duration::from_secs(5), "connectivity falls due in 5 s");
+    assert_eq!(plan.requeue_after, REQUEUE_IDLE, "the idle poll picks up the connectivity check due in 5 s");
 }
 
 fn done_at(claimed: Timestamp, ping: &[(&str, bool)]) -> validation::ValidationDone {
@@ -1140,6 +1140,13 @@ fn an_unchanged_result_waits_for_the_next_claim_and_a_changed_one_is_written_at_
     }
     let claimed = now() - k8s_openapi::jiff::SignedDuration::from_secs(10);
     obs.validation_done = Some(done_at(claimed, &[("write", true), ("read-0", true), ("read-1", true)]));
+    let first = plan(&spec, &obs, now());
+    assert!(first.validation_merged && first.status_changed, "the first result creates the conditions");
+    assert_eq!(
+        first.status.conditions.iter().find(|c| c.type_ == "ReadConnectivity").map(|c| c.message.as_str()),
+        Some("All 2 read instances responding")
+    );
+    apply(&spec, &mut obs, &first);
     let same = plan(&spec, &obs, now());
     assert!(!same.validation_merged && !same.status_changed, "everyone answered, as before: no write");
 

@@ -160,9 +160,10 @@ fn due_at(now: Timestamp, t: Option<&Time>, interval: i32) -> Option<Timestamp> 
 }
 
 /// Which of the checks (each `Some(when it falls due)` or `None` for due now) run now: all of
-/// them when one is due now and the rest fall due within [`COALESCE`]. The ones that do not run
-/// set the next wake-up.
-fn settle_due(p: &mut Planner<'_>, checks: &[Option<Option<Timestamp>>]) -> Vec<bool> {
+/// them when one is due now and the rest fall due within [`COALESCE`]. No wake-up is set for
+/// the others: the idle poll (at most `REQUEUE_IDLE`, never longer than the connectivity
+/// interval) comes first, so a check runs at most that late and costs no reconcile of its own.
+fn settle_due(p: &Planner<'_>, checks: &[Option<Option<Timestamp>>]) -> Vec<bool> {
     let any_now = checks.iter().any(|c| matches!(c, Some(None)));
     let soon = p.now.checked_add(COALESCE).unwrap_or(p.now);
     checks
@@ -170,16 +171,13 @@ fn settle_due(p: &mut Planner<'_>, checks: &[Option<Option<Timestamp>>]) -> Vec<
         .map(|c| match c {
             None => false,
             Some(None) => true,
-            Some(Some(at)) if any_now && *at <= soon => true,
-            Some(Some(at)) => {
-                p.due(*at);
-                false
-            }
+            Some(Some(at)) => any_now && *at <= soon,
         })
         .collect()
 }
 
-/// The replicas a probe reads from: wanted, ready REPLICAs registered on a verified MAIN.
+/// The replicas a probe reads from: wanted, ready REPLICAs registered on a verified MAIN that
+/// reports them in sync.
 fn probe_targets(facts: &Facts) -> Vec<Instance> {
     if !facts.main.verified() || facts.main.rows().is_none() {
         return Vec::new();
@@ -187,7 +185,13 @@ fn probe_targets(facts: &Facts) -> Vec<Instance> {
     facts
         .replicas
         .iter()
-        .filter(|(_, r)| r.desired && r.ready_replica && r.row.is_some())
+        // A replica still catching up is neither routed nor in sync by Memgraph's own account:
+        // its catch-up is not the lag clients see, and its state already says it is behind.
+        .filter(|(_, r)| {
+            r.desired
+                && r.ready_replica
+                && r.row.as_ref().is_some_and(|row| row.data.as_ref().is_some_and(|d| d.status.is_healthy()))
+        })
         .map(|(i, _)| Instance::Read(*i))
         .collect()
 }
@@ -213,9 +217,11 @@ pub(super) fn plan_validation(p: &mut Planner<'_>, facts: &Facts) {
     // The result of a running check is picked up by the idle poll (at most REQUEUE_IDLE).
     let claim = if p.obs.validation_running { None } else { claim(p, facts, &old) };
     let unconfirmed = strict_unconfirmed(facts);
+    // The first connectivity result creates its conditions: worth a write of its own.
+    let first_ping = !p.obs.status.conditions.iter().any(|c| c.type_ == WRITE_CONNECTIVITY);
     let significant = p.obs.validation_done.as_ref().is_some_and(|done| {
         let merged = merge(&old, done, &unconfirmed, v.lag_threshold_ms).0;
-        view(&merged, v.lag_threshold_ms) != view(&old, v.lag_threshold_ms)
+        (first_ping && !done.ping.is_empty()) || view(&merged, v.lag_threshold_ms) != view(&old, v.lag_threshold_ms)
     });
     p.validation_merge = p.obs.validation_done.is_some() && (claim.is_some() || significant);
     p.validation_claim = claim;
@@ -232,13 +238,18 @@ fn claim(p: &mut Planner<'_>, facts: &Facts, old: &ValidationStatus) -> Option<V
     // A failing replica is tested again at the connectivity interval, so its recovery shows.
     let interval = if failing { v.connectivity_interval_seconds } else { v.replication_test_interval_seconds };
     let probing = !targets.is_empty();
+    // A lag over the threshold is measured again at the connectivity interval, so that its end
+    // shows as soon as a replica's failure would.
+    let lagging = old.replicas.iter().any(|r| r.lag_ms.is_some_and(|l| l > v.lag_threshold_ms));
+    let lag_interval =
+        if lagging { v.connectivity_interval_seconds.min(v.lag_interval_seconds) } else { v.lag_interval_seconds };
     // Connectivity is checked from the first verified MAIN on: a cluster still being created
     // has nothing to lose connectivity to.
     let started = facts.main.verified() || old.last_connectivity_test.is_some();
     let checks = [
         started.then(|| due_at(now, old.last_connectivity_test.as_ref(), v.connectivity_interval_seconds)),
         probing.then(|| if untested { None } else { due_at(now, old.last_replication_test.as_ref(), interval) }),
-        probing.then(|| due_at(now, old.last_lag_measurement.as_ref(), v.lag_interval_seconds)),
+        probing.then(|| due_at(now, old.last_lag_measurement.as_ref(), lag_interval)),
     ];
     let [ping_due, replication_due, lag_due] = settle_due(p, &checks)[..] else { return None };
     if !(ping_due || replication_due || lag_due) {
@@ -442,12 +453,16 @@ fn condition(
     }
 }
 
-/// The connectivity and lag conditions: from `done` when its result is written now, as they
-/// were otherwise. Their changes are announced by the per-instance events of [`merge`].
+/// The connectivity and lag conditions. Connectivity follows `merged.unreachable` and the
+/// read instances the spec asks for, in every plan (so a scale shows in the same write as the
+/// rest of it), once a check has run; why an instance does not answer is in its
+/// `ConnectivityLost` event. The lag is from `done` when its result is written now, as it was
+/// otherwise.
 pub(super) fn conditions(
     old: &[Condition],
     done: Option<&ValidationDone>,
     merged: &ValidationStatus,
+    reads: u32,
     threshold: i64,
     now: Timestamp,
     generation: Option<i64>,
@@ -458,60 +473,57 @@ pub(super) fn conditions(
         old.iter().find(|c| c.type_ == type_).cloned().map(|c| Condition { observed_generation: generation, ..c })
     };
     let mut out = Vec::new();
-    match done.filter(|d| !d.ping.is_empty()) {
-        Some(d) => {
-            let write = d.ping.iter().find(|(n, _)| n == "write").map(|(_, r)| r.clone());
-            out.push(match write {
-                Some(Err(e)) => condition(
-                    old,
-                    WRITE_CONNECTIVITY,
-                    false,
-                    "NotResponding",
-                    format!("Write instance not responding: {e}"),
-                    now,
-                    generation,
+    let checked = merged.last_connectivity_test.is_some()
+        && (done.is_some_and(|d| !d.ping.is_empty()) || old.iter().any(|c| c.type_ == WRITE_CONNECTIVITY));
+    if checked {
+        let down = |name: &str| merged.unreachable.iter().any(|u| u == name);
+        out.push(if down("write") {
+            condition(
+                old,
+                WRITE_CONNECTIVITY,
+                false,
+                "NotResponding",
+                "Write instance not responding".to_owned(),
+                now,
+                generation,
+            )
+        } else {
+            condition(
+                old,
+                WRITE_CONNECTIVITY,
+                true,
+                "Responding",
+                "Write instance responding to queries".to_owned(),
+                now,
+                generation,
+            )
+        });
+        let failing: Vec<String> = (0..reads).map(|i| Instance::Read(i).status_name()).filter(|n| down(n)).collect();
+        out.push(if failing.is_empty() {
+            condition(
+                old,
+                READ_CONNECTIVITY,
+                true,
+                "Responding",
+                format!("All {reads} read instances responding"),
+                now,
+                generation,
+            )
+        } else {
+            condition(
+                old,
+                READ_CONNECTIVITY,
+                false,
+                "NotResponding",
+                format!(
+                    "{} of {reads} read instances responding; not responding: {}",
+                    reads as usize - failing.len(),
+                    failing.join(", ")
                 ),
-                _ => condition(
-                    old,
-                    WRITE_CONNECTIVITY,
-                    true,
-                    "Responding",
-                    "Write instance responding to queries".to_owned(),
-                    now,
-                    generation,
-                ),
-            });
-            let reads: Vec<&(String, Result<(), String>)> = d.ping.iter().filter(|(n, _)| n != "write").collect();
-            let failing: Vec<String> =
-                reads.iter().filter_map(|(n, r)| r.as_ref().err().map(|e| format!("{n}: {e}"))).collect();
-            out.push(if failing.is_empty() {
-                condition(
-                    old,
-                    READ_CONNECTIVITY,
-                    true,
-                    "Responding",
-                    format!("All {} read instances responding", reads.len()),
-                    now,
-                    generation,
-                )
-            } else {
-                condition(
-                    old,
-                    READ_CONNECTIVITY,
-                    false,
-                    "NotResponding",
-                    format!(
-                        "{} of {} read instances responding; not responding: {}",
-                        reads.len() - failing.len(),
-                        reads.len(),
-                        failing.join("; ")
-                    ),
-                    now,
-                    generation,
-                )
-            });
-        }
-        None => out.extend([kept(WRITE_CONNECTIVITY), kept(READ_CONNECTIVITY)].into_iter().flatten()),
+                now,
+                generation,
+            )
+        });
     }
     let lag_measured = done.and_then(|d| d.probe.as_ref()).is_some_and(|p| p.claim.lag);
     match merged.replication_lag_ms.filter(|_| lag_measured) {

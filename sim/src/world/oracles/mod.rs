@@ -5,6 +5,8 @@
 //!   label says.
 //! - [`availability`]: a usable instance is never kept out of its Service.
 //! - [`status`]: the status and conditions tell the truth.
+//! - [`validation`]: the live checks tell the truth: replication health, who answers, the lag;
+//!   no test node outlives its test.
 //! - [`claims`]: the operator never writes a label or status that is already false.
 //! - [`reads`]: reads never come from another history, and are fresh on routed replicas.
 //! - [`writes`]: acknowledged writes survive where the mode promises.
@@ -23,6 +25,7 @@ pub mod reads;
 pub mod routing;
 pub mod snapshots;
 pub mod status;
+pub mod validation;
 pub mod writes;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -153,6 +156,23 @@ impl Lagging {
         wrong: bool,
         what: impl FnOnce() -> String,
     ) -> Option<Violation> {
+        self.claim_within(cond, Duration::ZERO, now, step, cluster, subject, wrong, what)
+    }
+
+    /// [`Self::claim`] for a claim the operator can only correct by a check it runs on a
+    /// schedule: its bound is the usual one plus `extra` (the caller says why).
+    #[allow(clippy::too_many_arguments)]
+    pub fn claim_within(
+        &mut self,
+        cond: &Conditions,
+        extra: Duration,
+        now: Duration,
+        step: Duration,
+        cluster: &str,
+        subject: String,
+        wrong: bool,
+        what: impl FnOnce() -> String,
+    ) -> Option<Violation> {
         let key = format!("{cluster}/{subject}");
         if !wrong {
             self.since.remove(&key);
@@ -164,11 +184,16 @@ impl Lagging {
         let up = cond.operator_up_since?;
         let clock_from = started.max(up);
         let (bound, _) = cond.bound(started, now);
-        if now.saturating_sub(clock_from) > bound && self.reported.insert(key) {
+        if now.saturating_sub(clock_from) > bound + extra && self.reported.insert(key) {
+            let schedule = if extra.is_zero() {
+                String::new()
+            } else {
+                format!(" + {} s for the check's schedule", extra.as_secs())
+            };
             return Some(Violation {
                 at_ms: ms(now),
                 cluster: cluster.to_owned(),
-                what: format!("{} for more than {}", what(), cond.describe(started, now)),
+                what: format!("{} for more than {}{schedule}", what(), cond.describe(started, now)),
             });
         }
         None

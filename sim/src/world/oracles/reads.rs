@@ -30,6 +30,7 @@ pub struct Freshness {
 
 /// Judge every read of a cluster. `write_pod` names the pod whose history is the cluster's;
 /// `lost` are acknowledged writes the final MAIN no longer has (measured elsewhere).
+/// `downtime` are stretches not held against the operator (see `World::excused`).
 /// `starts` are the times pods' Memgraph (re)started: a replica is stale no longer than since
 /// it last started (an empty one restarted a second ago has been wrong for a second).
 pub fn judge(
@@ -84,7 +85,8 @@ pub fn judge(
         let to = Duration::from_millis(read.start_ms);
         let started = starts.iter().filter(|(p, at)| *p == read.pod && *at <= to).map(|(_, at)| *at).max();
         let from = Duration::from_millis(acked_at).max(started.unwrap_or_default());
-        // Time the operator was down cannot be held against it.
+        // Time the operator was down, or the MAIN answered no one, cannot be held against it
+        // (see `World::excused`).
         let down: Duration = downtime.iter().map(|(s, e)| (*e).min(to).saturating_sub((*s).max(from))).sum();
         let (bound, _) = cond.bound(from, to);
         if to.saturating_sub(from).saturating_sub(down) > bound && reported_stale.insert(read.pod.clone()) {

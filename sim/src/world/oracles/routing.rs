@@ -2,6 +2,7 @@
 //! Service only reaches registered, in-sync replicas of the MAIN, and the operator only sends
 //! the queries it may.
 
+use memgraph_operator::memgraph;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -121,7 +122,12 @@ impl Routing {
                 || query == "SHOW REPLICAS"
                 || query == "CREATE SNAPSHOT"
                 || (query == "SHOW SNAPSHOTS" && address.starts_with(&format!("{cluster}-write-")))
-                || query == "MATCH (n) RETURN count(n) AS nodes"
+                || query == memgraph::NODE_COUNT_QUERY
+                || query == memgraph::PING_QUERY
+                || query == memgraph::TEST_READ_QUERY
+                // The replication test writes and cleans up on the write instance only.
+                || ((query == memgraph::TEST_WRITE_QUERY || query == memgraph::TEST_CLEANUP_QUERY)
+                    && address.starts_with(&format!("{cluster}-write-")))
                 || query.starts_with("REGISTER REPLICA read_")
                 || query.starts_with("DROP REPLICA ")
                 || (query == "SET REPLICATION ROLE TO REPLICA WITH PORT 10000" && address.starts_with(&read_prefix));
