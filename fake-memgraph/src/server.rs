@@ -290,6 +290,13 @@ impl ServerHandle {
         self.inst.core().storage.graph.nodes.len()
     }
 
+    /// Number of nodes without `label` (what a client's data is, beside an operator's test
+    /// nodes).
+    pub fn node_count_without(&self, label: &str) -> usize {
+        let core = self.inst.core();
+        core.storage.graph.nodes.len().saturating_sub(core.storage.graph.labelled(label))
+    }
+
     /// Order-independent fingerprint of the data; equal digests mean equal data.
     pub fn digest(&self) -> u64 {
         self.inst.core().storage.graph.digest()

@@ -61,6 +61,8 @@ pub struct Graph {
     pub next_id: i64,
     /// Sum of the nodes' fingerprints, kept as nodes come and go.
     digest: u64,
+    /// Nodes per label, kept as nodes come and go.
+    labelled: BTreeMap<String, usize>,
 }
 
 /// FNV-1a over the canonical JSON of one node.
@@ -73,7 +75,31 @@ impl Graph {
     /// A graph holding `nodes`.
     pub fn from_nodes(nodes: BTreeMap<i64, NodeData>, next_id: i64) -> Self {
         let digest = nodes.iter().fold(0u64, |d, (id, n)| d.wrapping_add(node_digest(*id, n)));
-        Graph { nodes, next_id, digest }
+        let mut graph = Graph { nodes: BTreeMap::new(), next_id, digest, labelled: BTreeMap::new() };
+        for n in nodes.values() {
+            graph.count(n, true);
+        }
+        graph.nodes = nodes;
+        graph
+    }
+
+    fn count(&mut self, n: &NodeData, add: bool) {
+        for label in &n.labels {
+            if add {
+                *self.labelled.entry(label.clone()).or_default() += 1;
+            } else if let Some(c) = self.labelled.get_mut(label) {
+                *c -= 1;
+                // No zero entries: graphs with equal nodes compare equal.
+                if *c == 0 {
+                    self.labelled.remove(label);
+                }
+            }
+        }
+    }
+
+    /// Nodes carrying `label`. Kept up to date by every change, so asking is free.
+    pub fn labelled(&self, label: &str) -> usize {
+        self.labelled.get(label).copied().unwrap_or(0)
     }
 
     /// Applies one change.
@@ -82,14 +108,17 @@ impl Graph {
             Op::CreateNode { id, labels, properties } => {
                 let data = NodeData { labels: labels.clone(), properties: properties.clone() };
                 self.digest = self.digest.wrapping_add(node_digest(*id, &data));
+                self.count(&data, true);
                 if let Some(old) = self.nodes.insert(*id, data) {
                     self.digest = self.digest.wrapping_sub(node_digest(*id, &old));
+                    self.count(&old, false);
                 }
                 self.next_id = self.next_id.max(id + 1);
             }
             Op::DeleteNode { id } => {
                 if let Some(old) = self.nodes.remove(id) {
                     self.digest = self.digest.wrapping_sub(node_digest(*id, &old));
+                    self.count(&old, false);
                 }
             }
         }

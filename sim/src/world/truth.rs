@@ -34,7 +34,7 @@ pub struct PodTruth {
     pub hung: bool,
     /// Its node is lost: nothing reaches it, clients included.
     pub lost_node: bool,
-    /// Nodes it holds (0 when it does not run).
+    /// Nodes it holds, the operator's test nodes not counted (0 when it does not run).
     pub nodes: usize,
     /// Its last commit timestamp (0 when it does not run).
     pub ts: i64,
@@ -240,7 +240,9 @@ impl TruthSource {
                     follows_main,
                     hung,
                     lost_node,
-                    nodes: server.as_ref().map_or(0, ServerHandle::node_count),
+                    // The operator's test nodes are not data: a replica that kept one its
+                    // cleanup did not reach holds no more than the MAIN.
+                    nodes: server.as_ref().map_or(0, |s| s.node_count_without(memgraph_operator::memgraph::TEST_LABEL)),
                     ts: server.as_ref().map_or(0, ServerHandle::timestamp),
                 },
             );
