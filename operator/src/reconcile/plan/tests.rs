@@ -1073,17 +1073,22 @@ fn secs_before(at: Timestamp, secs: i64) -> Option<Time> {
     Some(Time(at - k8s_openapi::jiff::SignedDuration::from_secs(secs)))
 }
 
-#[test]
-fn checks_falling_due_close_together_share_one_claim() {
-    let (spec, mut obs) = healthy(2);
+/// Every replica passed its test; the checks last ran this many seconds before `now()`.
+fn checked(obs: &mut Observed, connectivity: i64, lag: i64, replication: i64) {
     let v = obs.status.validation.get_or_insert_default();
-    // Connectivity is due now, the lag measurement in 10 s, the replication test in 200 s.
-    v.last_connectivity_test = secs_before(now(), 30);
-    v.last_lag_measurement = secs_before(now(), 50);
-    v.last_replication_test = secs_before(now(), 100);
+    v.last_connectivity_test = secs_before(now(), connectivity);
+    v.last_lag_measurement = secs_before(now(), lag);
+    v.last_replication_test = secs_before(now(), replication);
     for r in &mut v.replicas {
         r.replication_test = Some(validation::PASSED.to_owned());
     }
+}
+
+#[test]
+fn checks_falling_due_close_together_share_one_claim() {
+    let (spec, mut obs) = healthy(2);
+    // Connectivity is due now, the lag measurement in 10 s, the replication test in 200 s.
+    checked(&mut obs, 30, 50, 100);
     let plan = plan(&spec, &obs, now());
     let claim = plan.validation.clone().expect("a claim");
     assert_eq!(claim.ping.len(), 3, "every instance is pinged");
@@ -1102,13 +1107,7 @@ fn checks_falling_due_close_together_share_one_claim() {
 #[test]
 fn nothing_due_claims_nothing_and_costs_no_extra_wake_up() {
     let (spec, mut obs) = healthy(1);
-    let v = obs.status.validation.get_or_insert_default();
-    v.last_connectivity_test = secs_before(now(), 25);
-    v.last_lag_measurement = secs_before(now(), 25);
-    v.last_replication_test = secs_before(now(), 25);
-    for r in &mut v.replicas {
-        r.replication_test = Some(validation::PASSED.to_owned());
-    }
+    checked(&mut obs, 25, 25, 25);
     let plan = plan(&spec, &obs, now());
     assert!(plan.validation.is_none());
     assert!(!plan.status_changed);
@@ -1131,13 +1130,7 @@ fn done_at(claimed: Timestamp, ping: &[(&str, bool)]) -> validation::ValidationD
 #[test]
 fn an_unchanged_result_waits_for_the_next_claim_and_a_changed_one_is_written_at_once() {
     let (spec, mut obs) = healthy(2);
-    let v = obs.status.validation.get_or_insert_default();
-    v.last_connectivity_test = secs_before(now(), 10);
-    v.last_lag_measurement = secs_before(now(), 10);
-    v.last_replication_test = secs_before(now(), 10);
-    for r in &mut v.replicas {
-        r.replication_test = Some(validation::PASSED.to_owned());
-    }
+    checked(&mut obs, 10, 10, 10);
     let claimed = now() - k8s_openapi::jiff::SignedDuration::from_secs(10);
     obs.validation_done = Some(done_at(claimed, &[("write", true), ("read-0", true), ("read-1", true)]));
     let first = plan(&spec, &obs, now());

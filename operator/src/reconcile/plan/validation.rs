@@ -227,7 +227,7 @@ pub(super) fn plan_validation(p: &mut Planner<'_>, facts: &Facts) {
     p.validation_claim = claim;
 }
 
-fn claim(p: &mut Planner<'_>, facts: &Facts, old: &ValidationStatus) -> Option<ValidationClaim> {
+fn claim(p: &Planner<'_>, facts: &Facts, old: &ValidationStatus) -> Option<ValidationClaim> {
     let v = p.spec.validation.clone();
     let now = p.now;
     let targets = probe_targets(facts);

@@ -19,7 +19,8 @@ fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
     status["conditions"].as_array()?.iter().find(|c| c["type"].as_str() == Some(type_))
 }
 
-fn condition_is(status: &Value, type_: &str, value: &str) -> bool {
+/// Whether `status` has the condition `type_` with status `value`.
+pub(super) fn condition_is(status: &Value, type_: &str, value: &str) -> bool {
     condition(status, type_).is_some_and(|c| c["status"].as_str() == Some(value))
 }
 

@@ -14,6 +14,7 @@ use memgraph_operator::reconcile::plan::validation::LAG_GIVE_UP;
 use serde_json::Value;
 
 use super::super::truth::{ClusterTruth, read_pod, write_pod};
+use super::status::condition_is;
 use super::{Conditions, Lagging, Violation, ms};
 
 /// A replica that has missed a commit the MAIN made this long ago is cut off, whatever Memgraph
@@ -31,12 +32,6 @@ pub struct ValidationTruth {
     lagging: Lagging,
     /// The MAIN's commit timestamps and when each was first seen, oldest first.
     commits: VecDeque<(Duration, i64)>,
-}
-
-fn condition_is(status: &Value, type_: &str, value: &str) -> bool {
-    status["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"].as_str() == Some(type_) && c["status"].as_str() == Some(value)))
 }
 
 fn interval(spec: Option<&Value>, field: &str, default: u64) -> Duration {
