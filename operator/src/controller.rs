@@ -20,8 +20,9 @@ use tracing::Instrument;
 
 use crate::api::MemgraphCluster;
 use crate::clock::SystemClock;
-use crate::health::{self, Readiness};
+use crate::health::{self, Readiness, Ready};
 use crate::kube_api::{Kube, KubeClient};
+use crate::leader::{self, Elector, KubeLeases, Leadership};
 use crate::memgraph::{Credentials, Neo4rsBolt, Timeouts};
 use crate::names::{FIELD_MANAGER, LABEL_INSTANCE, LABEL_MANAGED_BY};
 use crate::reconcile::{self, ReconcileError};
@@ -30,8 +31,8 @@ use crate::telemetry::{self, Metrics};
 /// Settings of `memgraph-operator run`.
 #[derive(Debug, Clone)]
 pub struct RunConfig {
-    /// Watch only this namespace; all namespaces when `None`.
-    pub namespace: Option<String>,
+    /// Watch only these namespaces; all namespaces when empty.
+    pub namespaces: Vec<String>,
     /// Address of the health endpoint.
     pub health_addr: String,
     /// Address of the Prometheus `/metrics` endpoint.
@@ -40,6 +41,21 @@ pub struct RunConfig {
     pub timeouts: Timeouts,
     /// Name of this operator instance for events (the pod name).
     pub instance: Option<String>,
+    /// Leader election; `None` reconciles at once (one replica only).
+    pub leader: Option<LeaderConfig>,
+}
+
+/// Where the leader Lease lives and who this process is.
+#[derive(Debug, Clone)]
+pub struct LeaderConfig {
+    /// Namespace of the Lease (the operator's own).
+    pub namespace: String,
+    /// Name of the Lease.
+    pub name: String,
+    /// This process's identity in the Lease (the pod name).
+    pub identity: String,
+    /// Lease timings.
+    pub timings: leader::Timings,
 }
 
 /// Why the operator could not start or stopped.
@@ -65,6 +81,10 @@ pub enum RunError {
         /// Cause.
         error: String,
     },
+    /// This process led and lost the Lease: it stops so that it cannot act beside the new
+    /// leader (Kubernetes restarts it as a standby).
+    #[error("lost leadership: {0}; exiting so that only the new leader acts")]
+    LeadershipLost(leader::LostLease),
     /// The metrics endpoint could not bind.
     #[error("cannot serve metrics on {addr}: {error}")]
     Metrics {
@@ -236,6 +256,9 @@ fn error_policy(cluster: Arc<MemgraphCluster>, error: &ReconcileError, ctx: Arc<
     RuntimeAction::requeue(delay)
 }
 
+/// SIGTERM or Ctrl-C, shared by everything that stops on it.
+type Shutdown = futures::future::Shared<futures::future::BoxFuture<'static, ()>>;
+
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -275,15 +298,18 @@ const FORGET_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Drop the series of clusters no longer in the controller's cache. A cluster deleted without
 /// our finalizer (or while the operator was down) gets no last reconcile that could forget it.
-async fn forget_deleted(store: kube::runtime::reflector::Store<MemgraphCluster>, metrics: Arc<Metrics>) {
+async fn forget_deleted(stores: Vec<kube::runtime::reflector::Store<MemgraphCluster>>, metrics: Arc<Metrics>) {
     // Before the first list the cache is empty, and every cluster would look deleted.
-    if store.wait_until_ready().await.is_err() {
-        return;
+    for store in &stores {
+        if store.wait_until_ready().await.is_err() {
+            return;
+        }
     }
     loop {
         tokio::time::sleep(FORGET_INTERVAL).await;
         metrics.retain_clusters(|namespace, name| {
-            store.get(&ObjectRef::<MemgraphCluster>::new(name).within(namespace)).is_some()
+            let key = ObjectRef::<MemgraphCluster>::new(name).within(namespace);
+            stores.iter().any(|store| store.get(&key).is_some())
         });
     }
 }
@@ -305,17 +331,22 @@ pub async fn preflight(client: &Client, namespace: Option<&str>, timeout: Durati
     }
 }
 
-/// Connect to the API server and check it is usable.
+/// Connect to the API server and check it is usable (in every watched namespace).
 pub async fn connect(config: &RunConfig) -> Result<Client, RunError> {
     let client = Client::try_default().await.map_err(|e| RunError::Config(e.to_string()))?;
-    preflight(&client, config.namespace.as_deref(), Duration::from_secs(10)).await?;
+    if config.namespaces.is_empty() {
+        preflight(&client, None, Duration::from_secs(10)).await?;
+    }
+    for namespace in &config.namespaces {
+        preflight(&client, Some(namespace), Duration::from_secs(10)).await?;
+    }
     Ok(client)
 }
 
-/// Run the controller on a connected client until SIGTERM or Ctrl-C.
+/// Run the controller on a connected client until SIGTERM or Ctrl-C. With leader election,
+/// stand by until this process holds the Lease, reconcile while it does, release it on SIGTERM,
+/// and return [`RunError::LeadershipLost`] the moment it is lost.
 pub async fn run(client: Client, config: RunConfig) -> Result<(), RunError> {
-    let namespace = config.namespace.as_deref();
-
     let readiness = Readiness::default();
     let listener = tokio::net::TcpListener::bind(&config.health_addr)
         .await
@@ -327,7 +358,93 @@ pub async fn run(client: Client, config: RunConfig) -> Result<(), RunError> {
         .map_err(|e| RunError::Metrics { addr: config.metrics_addr.clone(), error: e.to_string() })?;
     tracing::info!(addr = %config.metrics_addr, "serving metrics on /metrics");
     let metrics_server = tokio::spawn(telemetry::server::serve(listener, metrics.clone()));
+    let shutdown: Shutdown = shutdown_signal().boxed().shared();
 
+    let result = match &config.leader {
+        None => {
+            tracing::warn!("leader election is off: run exactly one replica of the operator");
+            readiness.set(Ready::Leading);
+            metrics.set_leader(true);
+            reconcile_until(&client, &config, metrics.clone(), shutdown).await;
+            Ok(())
+        }
+        Some(lease) => lead_then_reconcile(&client, &config, lease, &readiness, metrics.clone(), shutdown).await,
+    };
+    readiness.set(Ready::No);
+    health.abort();
+    metrics_server.abort();
+    tracing::info!("stopped");
+    result
+}
+
+/// The election around the controllers.
+async fn lead_then_reconcile(
+    client: &Client,
+    config: &RunConfig,
+    lease: &LeaderConfig,
+    readiness: &Readiness,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+) -> Result<(), RunError> {
+    let elector = Elector::new(
+        KubeLeases::new(client.clone(), &lease.namespace, &lease.name),
+        SystemClock,
+        lease.identity.clone(),
+        lease.timings,
+    );
+    tracing::info!(lease = %format!("{}/{}", lease.namespace, lease.name), identity = %lease.identity,
+        "taking part in leader election");
+    let mut state = elector.subscribe();
+    let follow = {
+        let (readiness, metrics, mut state) = (readiness.clone(), metrics.clone(), state.clone());
+        tokio::spawn(async move {
+            loop {
+                let now = state.borrow_and_update().clone();
+                readiness.set(match now {
+                    Leadership::Leading => Ready::Leading,
+                    Leadership::Standby { .. } => Ready::Standby,
+                    Leadership::Starting | Leadership::Lost => Ready::No,
+                });
+                metrics.set_leader(now == Leadership::Leading);
+                if state.changed().await.is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    let election = elector.run();
+    tokio::pin!(election);
+    let outcome = tokio::select! {
+        biased;
+        lost = &mut election => Err(RunError::LeadershipLost(lost)),
+        () = shutdown.clone() => Ok(false),
+        leading = leader::until_leading(&mut state) => Ok(leading),
+    };
+    let result = match outcome {
+        Ok(true) => {
+            // The election keeps renewing beside the controllers; losing it drops them at once.
+            tokio::select! {
+                biased;
+                lost = &mut election => Err(RunError::LeadershipLost(lost)),
+                () = reconcile_until(client, config, metrics, shutdown) => {
+                    match elector.release().await {
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "could not release the lease; a standby takes over when it expires"),
+                    }
+                    Ok(())
+                }
+            }
+        }
+        Ok(false) => Ok(()),
+        Err(e) => Err(e),
+    };
+    follow.abort();
+    result
+}
+
+/// The controllers (one per watched namespace, or one for all) until `shutdown`, which lets
+/// running reconciles finish.
+async fn reconcile_until(client: &Client, config: &RunConfig, metrics: Arc<Metrics>, shutdown: Shutdown) {
     let ctx = Arc::new(Context {
         kube: KubeClient::new(client.clone(), config.instance.clone()),
         bolt: Neo4rsBolt::new(config.timeouts),
@@ -336,14 +453,37 @@ pub async fn run(client: Client, config: RunConfig) -> Result<(), RunError> {
         failures: Mutex::new(BTreeMap::new()),
         metrics: metrics.clone(),
     });
+    let scopes: Vec<Option<&str>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    let mut stores = Vec::new();
+    let mut running = Vec::new();
+    for namespace in scopes {
+        tracing::info!(namespace = namespace.unwrap_or("<all>"), "watching MemgraphClusters");
+        let controller = Controller::new(api::<MemgraphCluster>(client, namespace), watcher::Config::default());
+        stores.push(controller.store());
+        running.push(controllers(client, namespace, controller, ctx.clone(), shutdown.clone()).boxed());
+    }
+    let pruning = tokio::spawn(forget_deleted(stores, metrics));
+    futures::future::join_all(running).await;
+    pruning.abort();
+}
+
+/// The cluster controller and the route guard of one scope.
+async fn controllers(
+    client: &Client,
+    namespace: Option<&str>,
+    controller: Controller<MemgraphCluster>,
+    ctx: Arc<Context>,
+    shutdown: Shutdown,
+) {
     let owned = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={FIELD_MANAGER}"));
     let pods = owned.clone();
-    tracing::info!(namespace = namespace.unwrap_or("<all>"), "watching MemgraphClusters");
-    readiness.set(true);
-    let shutdown = shutdown_signal().shared();
     // The route guard runs beside the cluster reconciles, so a label a pod no longer deserves
     // goes at once, whatever the cluster's reconcile is waiting for.
-    let guard = Controller::new(api::<Pod>(&client, namespace), pods.clone())
+    let guard = Controller::new(api::<Pod>(client, namespace), pods.clone())
         .graceful_shutdown_on(shutdown.clone())
         .run(guard_pod, guard_error_policy, ctx.clone())
         .for_each(|result| async move {
@@ -351,14 +491,12 @@ pub async fn run(client: Client, config: RunConfig) -> Result<(), RunError> {
                 tracing::debug!(error = %e, "route guard event");
             }
         });
-    let controller = Controller::new(api::<MemgraphCluster>(&client, namespace), watcher::Config::default());
-    let pruning = tokio::spawn(forget_deleted(controller.store(), metrics));
     let clusters = controller
-        .owns(api::<StatefulSet>(&client, namespace), owned.clone())
-        .owns(api::<Service>(&client, namespace), owned.clone())
-        .owns(api::<PodDisruptionBudget>(&client, namespace), owned)
+        .owns(api::<StatefulSet>(client, namespace), owned.clone())
+        .owns(api::<Service>(client, namespace), owned.clone())
+        .owns(api::<PodDisruptionBudget>(client, namespace), owned)
         // Pods are not owned by the cluster (their StatefulSet is): map them by instance label.
-        .watches(api::<Pod>(&client, namespace), pods, |pod: Pod| {
+        .watches(api::<Pod>(client, namespace), pods, |pod: Pod| {
             let namespace = pod.namespace();
             pod.labels()
                 .get(LABEL_INSTANCE)
@@ -376,12 +514,6 @@ pub async fn run(client: Client, config: RunConfig) -> Result<(), RunError> {
             }
         });
     futures::join!(clusters, guard);
-    readiness.set(false);
-    health.abort();
-    metrics_server.abort();
-    pruning.abort();
-    tracing::info!("stopped");
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,35 +1,57 @@
 //! A minimal HTTP endpoint for Kubernetes probes: `/healthz` (the process runs) and `/readyz`
-//! (the controller is watching). Hand-written to keep the dependency set small.
+//! (the controller leads or stands by). Hand-written to keep the dependency set small.
+//!
+//! A standby is Ready: it is ready to take over, and a rolling update whose new pod waited to
+//! lead would wait forever for the old pod, which holds the Lease until it is stopped. The body
+//! says which (`leading` or `standby`), so `kubectl exec`/`curl` tell the leader apart.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-/// Readiness flag shared with the controller.
+/// What `/readyz` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum Ready {
+    /// Starting, or shutting down: 503.
+    #[default]
+    No = 0,
+    /// Watching nothing yet, ready to take over the Lease: 200 `standby`.
+    Standby = 1,
+    /// Holding the Lease and reconciling: 200 `leading`.
+    Leading = 2,
+}
+
+/// Readiness shared with the controller.
 #[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<AtomicU8>);
 
 impl Readiness {
-    /// Mark ready (or not).
-    pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::SeqCst);
+    /// Set the state.
+    pub fn set(&self, ready: Ready) {
+        self.0.store(ready as u8, Ordering::SeqCst);
     }
 
-    /// Whether ready.
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+    /// The state.
+    pub fn get(&self) -> Ready {
+        match self.0.load(Ordering::SeqCst) {
+            1 => Ready::Standby,
+            2 => Ready::Leading,
+            _ => Ready::No,
+        }
     }
 }
 
 /// The response to a request line such as `GET /readyz HTTP/1.1`.
-pub fn respond(request_line: &str, ready: bool) -> (u16, &'static str) {
+pub fn respond(request_line: &str, ready: Ready) -> (u16, &'static str) {
     let mut parts = request_line.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     match (method, path) {
         ("GET", "/healthz") => (200, "ok\n"),
-        ("GET", "/readyz") if ready => (200, "ready\n"),
+        ("GET", "/readyz") if ready == Ready::Leading => (200, "leading\n"),
+        ("GET", "/readyz") if ready == Ready::Standby => (200, "standby\n"),
         ("GET", "/readyz") => (503, "not ready\n"),
         ("GET", _) => (404, "not found\n"),
         _ => (405, "method not allowed\n"),
@@ -70,12 +92,13 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert_eq!(respond("GET /healthz HTTP/1.1", false).0, 200);
-        assert_eq!(respond("GET /readyz HTTP/1.1", false).0, 503);
-        assert_eq!(respond("GET /readyz HTTP/1.1", true).0, 200);
-        assert_eq!(respond("GET /other HTTP/1.1", true).0, 404);
-        assert_eq!(respond("POST /healthz HTTP/1.1", true).0, 405);
-        assert_eq!(respond("", true).0, 405);
+        assert_eq!(respond("GET /healthz HTTP/1.1", Ready::No).0, 200);
+        assert_eq!(respond("GET /readyz HTTP/1.1", Ready::No).0, 503);
+        assert_eq!(respond("GET /readyz HTTP/1.1", Ready::Standby), (200, "standby\n"));
+        assert_eq!(respond("GET /readyz HTTP/1.1", Ready::Leading), (200, "leading\n"));
+        assert_eq!(respond("GET /other HTTP/1.1", Ready::Leading).0, 404);
+        assert_eq!(respond("POST /healthz HTTP/1.1", Ready::Leading).0, 405);
+        assert_eq!(respond("", Ready::Leading).0, 405);
     }
 
     #[tokio::test]
@@ -92,7 +115,9 @@ mod tests {
             out
         };
         assert!(get("/readyz").await.starts_with("HTTP/1.1 503"));
-        readiness.set(true);
+        readiness.set(Ready::Standby);
+        assert!(get("/readyz").await.ends_with("standby\n"));
+        readiness.set(Ready::Leading);
         assert!(get("/readyz").await.starts_with("HTTP/1.1 200"));
         assert!(get("/healthz").await.ends_with("ok\n"));
         server.abort();

@@ -13,6 +13,7 @@ pub mod controller;
 pub mod crd;
 pub mod health;
 pub mod kube_api;
+pub mod leader;
 pub mod memgraph;
 pub mod names;
 pub mod quantity;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use memgraph_operator::controller::RunConfig;
+use memgraph_operator::controller::{LeaderConfig, RunConfig, RunError};
 use memgraph_operator::memgraph::Timeouts;
 use memgraph_operator::telemetry::{LogFormat, TelemetryConfig, pipeline};
 use tracing_subscriber::EnvFilter;
@@ -24,9 +24,28 @@ enum Command {
     Crd,
     /// Run the controller: reconcile every MemgraphCluster until SIGTERM.
     Run {
-        /// Watch only this namespace (default: all namespaces).
+        /// Watch only these namespaces, comma-separated (default: all namespaces).
         #[arg(long, env = "WATCH_NAMESPACE")]
         namespace: Option<String>,
+        /// Take part in leader election on a Lease, so that only one replica of the operator
+        /// reconciles. `--leader-election=false` reconciles at once: run one replica only.
+        #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+        leader_election: bool,
+        /// Name of the Lease.
+        #[arg(long, env = "LEASE_NAME", default_value = "memgraph-operator")]
+        lease_name: String,
+        /// Namespace of the Lease (default: POD_NAMESPACE, then the service account's namespace).
+        #[arg(long, env = "POD_NAMESPACE")]
+        lease_namespace: Option<String>,
+        /// Seconds a standby waits, from when it last saw the Lease renewed, before taking it.
+        #[arg(long, default_value_t = 15)]
+        lease_duration_seconds: u64,
+        /// Seconds a leader keeps reconciling without a successful renewal before it exits.
+        #[arg(long, default_value_t = 10)]
+        lease_renew_deadline_seconds: u64,
+        /// Seconds between renewals (leader) and looks (standby).
+        #[arg(long, default_value_t = 2)]
+        lease_retry_period_seconds: u64,
         /// Address of the /healthz and /readyz endpoint.
         #[arg(long, default_value = "0.0.0.0:8080")]
         health_addr: String,
@@ -287,6 +306,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Run {
         namespace,
+        leader_election,
+        lease_name,
+        lease_namespace,
+        lease_duration_seconds,
+        lease_renew_deadline_seconds,
+        lease_retry_period_seconds,
         health_addr,
         metrics_addr,
         bolt_connect_timeout,
@@ -305,9 +330,39 @@ fn main() -> ExitCode {
             service_name: otel_service_name,
             filter: None,
         };
+        let instance = std::env::var("POD_NAME").ok().filter(|n| !n.is_empty());
+        let leader = if leader_election {
+            let timings = match memgraph_operator::leader::Timings::from_secs(
+                lease_duration_seconds,
+                lease_renew_deadline_seconds,
+                lease_retry_period_seconds,
+            ) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let Some(identity) = instance.clone().or_else(|| std::env::var("HOSTNAME").ok().filter(|n| !n.is_empty()))
+            else {
+                eprintln!(
+                    "error: leader election needs a unique identity: set POD_NAME (the downward API's metadata.name), or run with --leader-election=false"
+                );
+                return ExitCode::FAILURE;
+            };
+            Some(LeaderConfig {
+                namespace: lease_namespace_or_default(lease_namespace),
+                name: lease_name,
+                identity,
+                timings,
+            })
+        } else {
+            None
+        };
         return run_controller(
             RunConfig {
-                namespace,
+                namespaces: watched_namespaces(namespace.as_deref()),
+                leader,
                 health_addr,
                 metrics_addr,
                 timeouts: Timeouts {
@@ -316,7 +371,7 @@ fn main() -> ExitCode {
                     command: Duration::from_secs(bolt_query_timeout),
                     snapshot: Duration::from_secs(snapshot_timeout),
                 },
-                instance: std::env::var("POD_NAME").ok(),
+                instance,
             },
             &telemetry,
         );
@@ -341,6 +396,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// `a, b,` → `["a", "b"]`; unset or empty → all namespaces.
+fn watched_namespaces(list: Option<&str>) -> Vec<String> {
+    let mut out: Vec<String> =
+        list.unwrap_or("").split(',').map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The Lease's namespace: the flag or POD_NAMESPACE, then the in-cluster service account's.
+fn lease_namespace_or_default(given: Option<String>) -> String {
+    given
+        .filter(|n| !n.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+                .ok()
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+        })
+        .unwrap_or_else(|| "default".to_owned())
+}
+
 fn run_controller(config: RunConfig, telemetry: &TelemetryConfig) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
@@ -362,7 +439,14 @@ fn run_controller(config: RunConfig, telemetry: &TelemetryConfig) -> ExitCode {
         // exporter is built here, inside the runtime its connection runs on.
         let client = memgraph_operator::controller::connect(&config).await.map_err(|e| e.to_string())?;
         exporter = Some(pipeline::init(telemetry).map_err(|e| e.to_string())?);
-        memgraph_operator::controller::run(client, config).await.map_err(|e| e.to_string())
+        match memgraph_operator::controller::run(client, config).await {
+            // Exit at once: nothing this process still runs may act beside the new leader.
+            Err(e @ RunError::LeadershipLost(_)) => {
+                eprintln!("error: {e}");
+                std::process::exit(1);
+            }
+            other => other.map_err(|e| e.to_string()),
+        }
     });
     // While the runtime still runs: the last spans are sent through it.
     if let Some(mut exporter) = exporter

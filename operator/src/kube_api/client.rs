@@ -34,7 +34,7 @@ impl KubeClient {
     }
 }
 
-fn classify(error: kube::Error) -> (KubeErrorKind, String) {
+pub(crate) fn classify(error: kube::Error) -> (KubeErrorKind, String) {
     match error {
         kube::Error::Api(status) => {
             let kind = match status.code {

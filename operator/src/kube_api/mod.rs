@@ -19,6 +19,7 @@ use thiserror::Error;
 use crate::api::MemgraphClusterStatus;
 
 pub use client::KubeClient;
+pub(crate) use client::classify;
 
 /// A namespaced Kubernetes kind the operator reads or writes (StatefulSet, Service, Pod,
 /// PodDisruptionBudget, PersistentVolumeClaim, Secret, MemgraphCluster).

@@ -130,6 +130,7 @@ pub struct Metrics {
     backup_last_success: Family<ClusterLabels, Gauge>,
     reconcile_in_flight: Gauge,
     reconcile_queue_depth: Gauge,
+    leader: Gauge,
     replication_errors: Family<ReplicaKindLabels, Counter>,
     snapshots: Family<ResultLabels, Counter>,
     s3_uploads: Family<ResultLabels, Counter>,
@@ -183,6 +184,7 @@ impl Metrics {
         let backup_last_success = Family::default();
         let reconcile_in_flight = Gauge::default();
         let reconcile_queue_depth = Gauge::default();
+        let leader = Gauge::default();
         let replication_errors = Family::default();
         let snapshots = Family::default();
         let s3_uploads = Family::default();
@@ -234,6 +236,11 @@ impl Metrics {
             backup_last_success.clone(),
         );
         registry.register("memgraph_reconcile_in_flight", "Reconciles running now", reconcile_in_flight.clone());
+        registry.register(
+            "memgraph_operator_leader",
+            "1 while this operator process holds the leader Lease and reconciles, 0 while it stands by",
+            leader.clone(),
+        );
         registry.register(
             "memgraph_reconcile_queue_depth",
             "Clusters whose requested requeue or retry time has passed and whose reconcile has not started yet (reconciles triggered by watch events are not counted)",
@@ -307,6 +314,7 @@ impl Metrics {
             backup_last_success,
             reconcile_in_flight,
             reconcile_queue_depth,
+            leader,
             replication_errors,
             snapshots,
             s3_uploads,
@@ -536,6 +544,11 @@ impl Metrics {
     /// The clusters known, as `(namespace, name)`.
     pub fn clusters_known(&self) -> Vec<(String, String)> {
         self.clusters().keys().cloned().collect()
+    }
+
+    /// Whether this process leads (holds the Lease) or stands by.
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     /// Every metric in the Prometheus text format 0.0.4, with the cluster gauges computed now.
