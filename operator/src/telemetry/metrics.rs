@@ -721,7 +721,9 @@ mod tests {
         assert!(!text.contains(" # {"));
         let types = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP ")).count();
-        assert_eq!((types, helps), (21, 21), "{text}");
+        assert_eq!((types, helps), (22, 22), "{text}");
+        // Standing by until told otherwise: a process that never led must not claim to.
+        assert_eq!(value(&text, "memgraph_operator_leader"), Some(0.0));
     }
 
     #[test]
