@@ -343,13 +343,15 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let Some(identity) = instance.clone().or_else(|| std::env::var("HOSTNAME").ok().filter(|n| !n.is_empty()))
-            else {
-                eprintln!(
-                    "error: leader election needs a unique identity: set POD_NAME (the downward API's metadata.name), or run with --leader-election=false"
-                );
-                return ExitCode::FAILURE;
-            };
+            // Unique is what matters: outside a pod (a laptop, a test) a random name will do.
+            let identity = instance
+                .clone()
+                .or_else(|| std::env::var("HOSTNAME").ok().filter(|n| !n.is_empty()))
+                .unwrap_or_else(|| {
+                    let mut bytes = [0u8; 6];
+                    memgraph_operator::clock::Clock::fill_random(&memgraph_operator::clock::SystemClock, &mut bytes);
+                    format!("memgraph-operator-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+                });
             Some(LeaderConfig {
                 namespace: lease_namespace_or_default(lease_namespace),
                 name: lease_name,
