@@ -427,9 +427,8 @@ async fn lead_then_reconcile(
                 biased;
                 lost = &mut election => Err(RunError::LeadershipLost(lost)),
                 () = reconcile_until(client, config, metrics, shutdown) => {
-                    match elector.release().await {
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "could not release the lease; a standby takes over when it expires"),
+                    if let Err(e) = elector.release().await {
+                        tracing::warn!(error = %e, "could not release the lease; a standby takes over when it expires");
                     }
                     Ok(())
                 }

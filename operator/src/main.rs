@@ -350,7 +350,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|| {
                     let mut bytes = [0u8; 6];
                     memgraph_operator::clock::Clock::fill_random(&memgraph_operator::clock::SystemClock, &mut bytes);
-                    format!("memgraph-operator-{}", bytes.iter().map(|b| format!("{b:02x}")).collect::<String>())
+                    format!("memgraph-operator-{}", memgraph_operator::backup::upload::hex(&bytes))
                 });
             Some(LeaderConfig {
                 namespace: lease_namespace_or_default(lease_namespace),

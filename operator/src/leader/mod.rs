@@ -191,11 +191,6 @@ impl<A: LeaseApi, C: Clock> Elector<A, C> {
         self.state.subscribe()
     }
 
-    /// The identity it runs for.
-    pub fn identity(&self) -> &str {
-        &self.identity
-    }
-
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
         self.memory.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }

@@ -90,27 +90,39 @@ impl Clock for FixedClock {
 
 type TestElector = Arc<Elector<MemLease, FixedClock>>;
 
-fn pair() -> (TestElector, TestElector, MemLease, MemLease) {
-    let store = Arc::new(Mutex::new(Store::default()));
-    let a = MemLease { store: store.clone(), cut: Arc::default() };
-    let b = MemLease { store, cut: Arc::default() };
-    let ea = Arc::new(Elector::new(a.clone(), FixedClock, "a".into(), Timings::default()));
-    let eb = Arc::new(Elector::new(b.clone(), FixedClock, "b".into(), Timings::default()));
-    (ea, eb, a, b)
-}
-
 fn spawn(e: &TestElector) -> tokio::task::JoinHandle<LostLease> {
     let e = e.clone();
     tokio::spawn(async move { e.run().await })
 }
 
+/// `a` leading on a fresh Lease and `b` started beside it.
+struct Two {
+    ea: TestElector,
+    sa: tokio::sync::watch::Receiver<Leadership>,
+    sb: tokio::sync::watch::Receiver<Leadership>,
+    /// `a`'s election task.
+    a: tokio::task::JoinHandle<LostLease>,
+    /// `a`'s client of the Lease (cut it to partition `a` from the API).
+    lease: MemLease,
+}
+
+async fn a_leads_then_b_starts() -> Two {
+    let store = Arc::new(Mutex::new(Store::default()));
+    let lease = MemLease { store: store.clone(), cut: Arc::default() };
+    let ea = Arc::new(Elector::new(lease.clone(), FixedClock, "a".into(), Timings::default()));
+    let b = MemLease { store, cut: Arc::default() };
+    let eb = Arc::new(Elector::new(b, FixedClock, "b".into(), Timings::default()));
+    let (mut sa, sb) = (ea.subscribe(), eb.subscribe());
+    let a = spawn(&ea);
+    assert!(until_leading(&mut sa).await);
+    // Detached: it runs until the test's runtime ends.
+    let _b = spawn(&eb);
+    Two { ea, sa, sb, a, lease }
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_first_leads_and_the_second_stands_by() {
-    let (ea, eb, lease, _) = pair();
-    let (mut sa, mut sb) = (ea.subscribe(), eb.subscribe());
-    let _a = spawn(&ea);
-    assert!(until_leading(&mut sa).await);
-    let _b = spawn(&eb);
+    let Two { sa, mut sb, lease, .. } = a_leads_then_b_starts().await;
     sb.wait_for(|s| matches!(s, Leadership::Standby { .. })).await.ok();
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(*sa.borrow(), Leadership::Leading);
@@ -120,11 +132,7 @@ async fn the_first_leads_and_the_second_stands_by() {
 
 #[tokio::test(start_paused = true)]
 async fn a_released_lease_is_taken_within_one_retry_period() {
-    let (ea, eb, lease, _) = pair();
-    let (mut sa, mut sb) = (ea.subscribe(), eb.subscribe());
-    let a = spawn(&ea);
-    assert!(until_leading(&mut sa).await);
-    let _b = spawn(&eb);
+    let Two { ea, mut sb, a, lease, .. } = a_leads_then_b_starts().await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     a.abort();
     assert_eq!(ea.release().await, Ok(true));
@@ -136,11 +144,7 @@ async fn a_released_lease_is_taken_within_one_retry_period() {
 
 #[tokio::test(start_paused = true)]
 async fn a_crashed_leader_is_replaced_after_the_lease_duration() {
-    let (ea, eb, _, _) = pair();
-    let (mut sa, mut sb) = (ea.subscribe(), eb.subscribe());
-    let a = spawn(&ea);
-    assert!(until_leading(&mut sa).await);
-    let _b = spawn(&eb);
+    let Two { mut sb, a, .. } = a_leads_then_b_starts().await;
     tokio::time::sleep(Duration::from_secs(7)).await;
     a.abort();
     let crashed = tokio::time::Instant::now();
@@ -155,11 +159,7 @@ async fn a_crashed_leader_is_replaced_after_the_lease_duration() {
 
 #[tokio::test(start_paused = true)]
 async fn a_leader_cut_off_from_the_api_stops_before_the_standby_starts() {
-    let (ea, eb, cut_a, _) = pair();
-    let (mut sa, mut sb) = (ea.subscribe(), eb.subscribe());
-    let a = spawn(&ea);
-    assert!(until_leading(&mut sa).await);
-    let _b = spawn(&eb);
+    let Two { sa, mut sb, a, lease: cut_a, .. } = a_leads_then_b_starts().await;
     tokio::time::sleep(Duration::from_secs(9)).await;
     cut_a.cut.store(true, std::sync::atomic::Ordering::SeqCst);
     let lost = a.await.ok();
@@ -174,10 +174,8 @@ async fn a_leader_cut_off_from_the_api_stops_before_the_standby_starts() {
 
 #[tokio::test(start_paused = true)]
 async fn a_restarted_leader_with_the_same_identity_keeps_leading() {
-    let (ea, _, lease, _) = pair();
-    let mut sa = ea.subscribe();
-    let a = spawn(&ea);
-    assert!(until_leading(&mut sa).await);
+    // `b` stands by meanwhile: it must not get in the way.
+    let Two { a, lease, .. } = a_leads_then_b_starts().await;
     a.abort();
     // The container restarts in the same pod: same name, so its own Lease is renewed at once.
     let again = Arc::new(Elector::new(lease.clone(), FixedClock, "a".into(), Timings::default()));
