@@ -1,6 +1,7 @@
 //! Checks of the monitoring assets shipped in `deploy/monitoring/`: the Prometheus alerting
 //! rules, their promtool unit tests, the PrometheusRule generated from them, the
-//! ServiceMonitor and its Service, and the Grafana dashboard.
+//! ServiceMonitor and the metrics Service of deploy/install.yaml (the Helm chart), and the
+//! Grafana dashboard.
 //!
 //! The promtool checks run the real `promtool` found on PATH: `check rules` on the rule file,
 //! `test rules` on the unit tests, and `check rules` on a rule file made of every dashboard
@@ -200,15 +201,27 @@ fn prometheusrule_holds_the_same_groups() -> Result<(), Failed> {
     )
 }
 
+/// The ServiceMonitor selects the metrics Service of deploy/install.yaml (the Helm chart with its
+/// defaults), and that Service selects the operator's pods.
 fn servicemonitor_scrapes_the_metrics_service() -> Result<(), Failed> {
     let monitor = yaml_file("servicemonitor.yaml")?;
-    let service = yaml_file("metrics-service.yaml")?;
     check_eq(str_at(&monitor, &["apiVersion"]), Some("monitoring.coreos.com/v1"), "ServiceMonitor apiVersion")?;
     check_eq(str_at(&monitor, &["kind"]), Some("ServiceMonitor"), "kind")?;
-    check_eq(str_at(&service, &["kind"]), Some("Service"), "kind of metrics-service.yaml")?;
+    let install = std::fs::read_to_string(repo_root().join("deploy/install.yaml"))?;
+    let mut objects = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(&install) {
+        objects.push(Yaml::deserialize(document)?);
+    }
+    let service = objects
+        .iter()
+        .find(|o| {
+            str_at(o, &["kind"]) == Some("Service")
+                && str_at(o, &["metadata", "name"]) == Some("memgraph-operator-metrics")
+        })
+        .ok_or("deploy/install.yaml has no Service memgraph-operator-metrics")?;
 
-    let service_ns = str_at(&service, &["metadata", "namespace"]).ok_or("the Service has no namespace")?;
-    let service_labels = map_at(&service, &["metadata", "labels"]).ok_or("the Service has no labels")?;
+    let service_ns = str_at(service, &["metadata", "namespace"]).ok_or("the Service has no namespace")?;
+    let service_labels = map_at(service, &["metadata", "labels"]).ok_or("the Service has no labels")?;
     let selector = map_at(&monitor, &["spec", "selector", "matchLabels"]).ok_or("no spec.selector.matchLabels")?;
     check(
         selector.iter().all(|(k, v)| service_labels.get(k) == Some(v)),
@@ -222,7 +235,7 @@ fn servicemonitor_scrapes_the_metrics_service() -> Result<(), Failed> {
     // The job name Prometheus gives the scrapes (the Service's name, as spec.jobLabel is unset)
     // must be one that MemgraphOperatorDown watches.
     check(map_at(&monitor, &["spec"]).is_some_and(|s| !s.contains_key("jobLabel")), "jobLabel changes the job name")?;
-    let job = str_at(&service, &["metadata", "name"]).ok_or("the Service has no name")?;
+    let job = str_at(service, &["metadata", "name"]).ok_or("the Service has no name")?;
     check(job.contains("memgraph-operator"), format!("job {job:?} does not match the MemgraphOperatorDown alert"))?;
 
     let endpoints = seq_at(&monitor, &["spec", "endpoints"]).ok_or("no spec.endpoints")?;
@@ -231,25 +244,23 @@ fn servicemonitor_scrapes_the_metrics_service() -> Result<(), Failed> {
     check_eq(str_at(endpoint, &["path"]), Some("/metrics"), "endpoint path")?;
     check_eq(endpoint["honorLabels"].as_bool(), Some(true), "honorLabels (keeps the series' own namespace label)")?;
     let port_name = str_at(endpoint, &["port"]).ok_or("the endpoint names no port")?;
-    let ports = seq_at(&service, &["spec", "ports"]).ok_or("the Service has no ports")?;
+    let ports = seq_at(service, &["spec", "ports"]).ok_or("the Service has no ports")?;
     let port = ports.iter().find(|p| str_at(p, &["name"]) == Some(port_name));
     let port = port.ok_or(format!("the Service has no port named {port_name:?}"))?;
     check_eq(port["targetPort"].as_u64(), Some(9464), "the Service's targetPort (the operator's metrics port)")?;
 
     // The Service selects the operator's pods.
-    let service_selector = map_at(&service, &["spec", "selector"]).ok_or("the Service has no selector")?;
-    let operator = std::fs::read_to_string(repo_root().join("deploy/operator.yaml"))?;
+    let service_selector = map_at(service, &["spec", "selector"]).ok_or("the Service has no selector")?;
     let mut selects = false;
-    for document in serde_yaml::Deserializer::from_str(&operator) {
-        let object = Yaml::deserialize(document)?;
-        if str_at(&object, &["kind"]) == Some("Deployment")
-            && str_at(&object, &["metadata", "namespace"]) == Some(service_ns)
-            && let Some(pod_labels) = map_at(&object, &["spec", "template", "metadata", "labels"])
+    for object in &objects {
+        if str_at(object, &["kind"]) == Some("Deployment")
+            && str_at(object, &["metadata", "namespace"]) == Some(service_ns)
+            && let Some(pod_labels) = map_at(object, &["spec", "template", "metadata", "labels"])
         {
             selects |= service_selector.iter().all(|(k, v)| pod_labels.get(k) == Some(v));
         }
     }
-    check(selects, "the Service selects no Deployment's pods in deploy/operator.yaml")
+    check(selects, "the Service selects no Deployment's pods in deploy/install.yaml")
 }
 
 fn dashboard_is_a_grafana_dashboard() -> Result<(), Failed> {
