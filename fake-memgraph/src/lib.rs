@@ -3,7 +3,8 @@
 //!
 //! Entry points: [`Server::start`] (returns a [`ServerHandle`]), [`client::Client`], the network
 //! ([`net::TokioNet`], [`net::TurmoilNet`]), data directories ([`datadir::FsDataDir`],
-//! [`datadir::MemDataDir`]), clocks and ids ([`clock`]) and [`Config`].
+//! [`datadir::MemDataDir`]), clocks and ids ([`clock`]) and [`Config`]. [`scenarios`] holds
+//! query scripts run both against the fake and, in the `e2e` crate, against real Memgraph.
 
 pub mod bolt;
 pub mod client;
@@ -16,6 +17,7 @@ pub mod net;
 pub mod packstream;
 pub mod query;
 pub mod replication;
+pub mod scenarios;
 pub mod server;
 pub mod storage;
 pub mod value;
