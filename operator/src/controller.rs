@@ -103,6 +103,31 @@ struct Context {
     memory: Arc<reconcile::Memory>,
     failures: Mutex<BTreeMap<String, u32>>,
     metrics: Arc<Metrics>,
+    /// The validation and snapshot jobs started beside the reconciles, so that they stop with
+    /// the reconciles (before the Lease is released) and never act for a process that no longer
+    /// leads.
+    jobs: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Context {
+    /// Start `job` beside the reconciles.
+    fn start_job(&self, job: impl std::future::Future<Output = ()> + Send + 'static) {
+        let handle = tokio::spawn(job).abort_handle();
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.retain(|j| !j.is_finished());
+            jobs.push(handle);
+        }
+    }
+
+    /// Stop every job still running (a claimed check or snapshot that does not finish is done
+    /// again by the next leader: its claim has a deadline).
+    fn stop_jobs(&self) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            for job in jobs.drain(..) {
+                job.abort();
+            }
+        }
+    }
 }
 
 /// Opens S3 stores (or S3-compatible ones) for backup jobs.
@@ -198,13 +223,15 @@ async fn reconcile_and_start_jobs(
     if let Some(job) = outcome.validation.clone() {
         // Beside the reconciles: a slow replica must not hold up labels and status.
         let (memory, bolt) = (ctx.memory.clone(), bolt.clone());
-        tokio::spawn(async move { reconcile::validation_job::run(&bolt, &memory.validation, &SystemClock, job).await });
+        ctx.start_job(
+            async move { reconcile::validation_job::run(&bolt, &memory.validation, &SystemClock, job).await },
+        );
     }
     if let Some(job) = outcome.snapshot.clone() {
         // Beside the reconciles: a long snapshot must not hold up labels and status.
         let memory = ctx.memory.clone();
         let backups = ctx.backups.clone();
-        tokio::spawn(async move {
+        ctx.start_job(async move {
             reconcile::snapshot_job::run(&bolt, &memory.snapshots, &SystemClock, &backups, job).await
         });
     }
@@ -451,6 +478,7 @@ async fn reconcile_until(client: &Client, config: &RunConfig, metrics: Arc<Metri
         memory: Arc::default(),
         failures: Mutex::new(BTreeMap::new()),
         metrics: metrics.clone(),
+        jobs: Mutex::default(),
     });
     let scopes: Vec<Option<&str>> = if config.namespaces.is_empty() {
         vec![None]
@@ -467,6 +495,7 @@ async fn reconcile_until(client: &Client, config: &RunConfig, metrics: Arc<Metri
     }
     let pruning = tokio::spawn(forget_deleted(stores, metrics));
     futures::future::join_all(running).await;
+    ctx.stop_jobs();
     pruning.abort();
 }
 

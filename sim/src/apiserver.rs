@@ -297,6 +297,51 @@ impl ApiServer {
         Ok(stored)
     }
 
+    /// Create (`expected` `None`) or replace (`expected`: the resourceVersion it must still
+    /// have) an object whose `spec` is all that changes, as the leader election writes its
+    /// Lease. Reads for it are direct GETs ([`get_json`](Self::get_json)), never a stale view:
+    /// client-go reads a Lease from the API server, not from a cache. Injected write errors
+    /// apply, including a timeout after the write was applied. Returns whether the write was
+    /// applied, and what the client is told.
+    pub fn write_spec(&self, value: Value, expected: Option<&str>) -> (bool, Result<String, KubeError>) {
+        let key = Key::new(
+            value["kind"].as_str().unwrap_or_default(),
+            value["metadata"]["namespace"].as_str().unwrap_or_default(),
+            value["metadata"]["name"].as_str().unwrap_or_default(),
+        );
+        let operation = if expected.is_some() { "replace" } else { "create" };
+        let current = self.get_json(&key).map(|v| v["metadata"]["resourceVersion"].clone());
+        let conflict = match (expected, &current) {
+            (None, Some(_)) => Some("already exists"),
+            (Some(_), None) => Some("not found"),
+            (Some(rv), Some(now)) if now.as_str() != Some(rv) => Some("the object has been modified"),
+            _ => None,
+        };
+        if let Some(message) = conflict {
+            let kind = if current.is_none() { KubeErrorKind::NotFound } else { KubeErrorKind::Conflict };
+            return (false, Err(error(operation, &key, kind, message)));
+        }
+        let fault = self.write_fault(operation, &key);
+        if let Ok(Some(e)) = fault {
+            return (false, Err(e));
+        }
+        let version = if expected.is_some() {
+            self.lock().writes += 1;
+            let spec = value["spec"].clone();
+            self.update(&key, |v| v["spec"] = spec);
+            self.get_json(&key).map(|v| v["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_owned())
+        } else {
+            self.create(value).ok().map(|v| v["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_owned())
+        };
+        match (fault, version) {
+            (Err(()), _) => {
+                (true, Err(error(operation, &key, KubeErrorKind::Transport, "injected timeout after the write")))
+            }
+            (_, Some(version)) => (true, Ok(version)),
+            (_, None) => (false, Err(error(operation, &key, KubeErrorKind::NotFound, "not found"))),
+        }
+    }
+
     /// Read an object as JSON.
     pub fn get_json(&self, key: &Key) -> Option<Value> {
         self.lock().objects.get(key).map(|v| (**v).clone())

@@ -71,6 +71,8 @@ regression! {
     // A MAIN refilled from an older replica while the newest was away was used at once.
     seed_1042_a_refilled_main_waits_for_the_newest_replica: sweep_default(1042);
     // A replica on a lost node stalled behind its peers while the MAIN was gone too.
+    // Also, with the leader-election faults: two latency faults on one link, the first one's
+    // end resetting the link under the second.
     seed_1071_a_replica_short_of_its_peers: sweep_default(1071);
     // A one-way partition between pods lost TCP data for good (turmoil drops, TCP retransmits).
     seed_1090_replication_links_hold_across_a_one_way_partition: sweep_default(1090);
@@ -103,8 +105,13 @@ regression! {
     seed_3_default_sweep: sweep_default(3);
     seed_5_default_sweep: sweep_default(5);
     seed_7_default_sweep: sweep_default(7);
+    // A replica lagging past the threshold for a moment in a calm cluster: the lag verdict
+    // turning False and back is the scheduled measurement's result, not churn.
+    seed_21_a_lag_verdict_is_scheduled_work: targeted(21, "operator-rollout,pod-kill,mode-change", 600, 180);
     seed_10_default_sweep: sweep_default(10);
     seed_12_default_sweep: sweep_default(12);
+    // Also: a reconcile's last status write and the Lease's release in one millisecond (the
+    // order of the records, not their time, says the write came while it still held the Lease).
     seed_15_default_sweep: sweep_default(15);
     seed_18_default_sweep: sweep_default(18);
     seed_45_default_sweep: sweep_default(45);

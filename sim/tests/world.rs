@@ -100,3 +100,21 @@ fn a_seed_replays_exactly() {
     let other = run(&RunConfig { seed: 43, ..config });
     assert_ne!(first.digest, other.digest, "different seeds should differ");
 }
+
+/// Two operators contend for the Lease: the leader is crashed and cut off from the API server
+/// (it still reaches every pod), the Lease changes hands, and no two operators act in
+/// overlapping time (the leadership oracle, in `assert_passes`).
+#[test]
+fn the_lease_changes_hands_without_overlap() {
+    let classes = vec![FaultClass::OperatorApiPartition, FaultClass::OperatorCrash, FaultClass::PodKill];
+    let config = RunConfig { duration: Duration::from_secs(240), ..config(5, classes) };
+    let report = run(&config);
+    support::assert_passes(&report, &config);
+    assert!(report.handovers >= 1, "the Lease never changed hands:\n{}", report.trace.render());
+    assert!(report.leader_acts > 100, "only {} acts judged", report.leader_acts);
+    assert!(
+        report.trace.render().contains("lost the lease and exited"),
+        "no leader cut off from the API server stepped down:\n{}",
+        report.trace.render()
+    );
+}

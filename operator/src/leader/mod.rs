@@ -27,7 +27,7 @@ use crate::clock::Clock;
 use crate::kube_api::KubeError;
 
 pub use self::decide::{Decision, decide};
-pub use self::kube::KubeLeases;
+pub use self::kube::{KubeLeases, from_spec, to_spec};
 
 /// How long a Lease lasts and how often it is renewed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

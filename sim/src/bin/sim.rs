@@ -193,6 +193,12 @@ fn summary(reports: &[RunReport], wall: Duration, jobs: usize) {
         api_writes as f64 / (reconciles.max(1)) as f64,
         calm_s as f64 / 60.0
     );
+    println!(
+        "leader election           {} handovers of the Lease, {:.1} s without a leader, {} acts of two operators judged",
+        reports.iter().map(|r| r.handovers).sum::<u64>(),
+        reports.iter().map(|r| r.leaderless_ms).sum::<u64>() as f64 / 1000.0,
+        reports.iter().map(|r| r.leader_acts).sum::<u64>()
+    );
     println!("snapshots                 {issued} taken for {ticks} schedule ticks");
     let backups: Vec<_> = clusters.iter().filter_map(|c| c.backups.as_ref()).collect();
     println!(

@@ -13,7 +13,7 @@ use turmoil::Sim;
 use super::clusters::{self, Setup};
 use super::faults::FaultClass;
 use super::inject::Undo;
-use super::operator::{Gate, OPERATOR_HOST, Trigger};
+use super::operator::{Gate, OPERATOR_HOSTS, SharedLog, Trigger};
 use super::oracles::availability::Availability;
 use super::oracles::economy::{self, Cost, Economy};
 use super::oracles::routing::Routing;
@@ -40,6 +40,19 @@ fn is_probe(query: &str) -> bool {
 const PERSON_REACTS: Duration = Duration::from_secs(20);
 /// No snapshot tick this close before now, for a cluster to count as calm.
 const TICK_QUIET: Duration = Duration::from_secs(20);
+
+/// How long the kubelet takes to restart an operator that exited on losing the Lease.
+const EXIT_RESTART: Duration = Duration::from_secs(2);
+
+/// One operator host, as the driver sees it.
+pub struct OperatorSlot {
+    /// Its gate.
+    pub gate: Arc<Gate>,
+    /// Crashed (or exited) and not restarted yet.
+    pub down: bool,
+    /// When the kubelet restarts it, after it exited on losing the Lease.
+    pub restart_at: Option<Duration>,
+}
 
 /// One cluster's oracles and bookkeeping.
 pub struct ClusterState {
@@ -85,8 +98,16 @@ pub struct World<'a> {
     pub kubelet: Kubelet,
     /// Where the truth is sampled.
     pub source: TruthSource,
-    /// The operator's gate.
-    pub gate: Arc<Gate>,
+    /// The operator hosts, in the order of [`OPERATOR_HOSTS`].
+    pub operators: Vec<OperatorSlot>,
+    /// What their gates recorded.
+    pub log: SharedLog,
+    /// The operator whose elector leads, as last seen.
+    pub leading: Option<usize>,
+    /// Whether any operator has led yet.
+    led_yet: bool,
+    /// The leadership oracle.
+    pub leadership: super::oracles::leadership::Leadership,
     /// The timeline.
     pub trace: Trace,
     /// The run's own randomness (delays).
@@ -102,9 +123,10 @@ pub struct World<'a> {
     pub history: Vec<(FaultClass, Duration, Duration, Option<String>)>,
     /// Fault bands for the picture: (start, end, words).
     pub bands: Vec<(Duration, Duration, String)>,
-    /// Since when the operator runs; `None` while it is down.
+    /// Since when an operator leads (reconciles); `None` while none does (crashed, exited, or
+    /// still waiting out the Lease of one that is gone).
     pub operator_up_since: Option<Duration>,
-    /// Periods the operator was down.
+    /// Periods no operator led.
     pub downtime: Vec<(Duration, Duration)>,
     down_since: Option<Duration>,
     /// Faults injected per class.
@@ -142,7 +164,8 @@ impl<'a> World<'a> {
         api: ApiServer,
         kubelet: Kubelet,
         source: TruthSource,
-        gate: Arc<Gate>,
+        gates: Vec<Arc<Gate>>,
+        log: SharedLog,
         rng: Rng,
         setups: Vec<Setup>,
         ledgers: &BTreeMap<String, SharedLedger>,
@@ -175,7 +198,11 @@ impl<'a> World<'a> {
             api,
             kubelet,
             source,
-            gate,
+            operators: gates.into_iter().map(|gate| OperatorSlot { gate, down: false, restart_at: None }).collect(),
+            log,
+            leading: None,
+            led_yet: false,
+            leadership: Default::default(),
             trace: Trace::default(),
             rng,
             setups,
@@ -255,26 +282,77 @@ impl<'a> World<'a> {
         });
     }
 
-    /// Crash the operator host.
-    pub fn crash_operator(&mut self) {
-        self.sim.crash(OPERATOR_HOST);
-        self.operator_up_since = None;
-        self.down_since = Some(self.now());
+    /// The operator that leads now, if one does.
+    pub fn leader(&self) -> Option<usize> {
+        self.operators.iter().position(|o| !o.down && o.gate.leading())
     }
 
-    /// Restart the operator host if it is down.
-    pub fn restart_operator(&mut self) {
-        if self.operator_up_since.is_some() {
+    /// Crash operator host `i`.
+    pub fn crash_operator(&mut self, i: usize) {
+        self.sim.crash(OPERATOR_HOSTS[i]);
+        self.operators[i].down = true;
+        self.follow_leadership();
+    }
+
+    /// Restart operator host `i` if it is down.
+    pub fn restart_operator(&mut self, i: usize) {
+        let Some(slot) = self.operators.get_mut(i).filter(|o| o.down) else { return };
+        slot.gate.reset();
+        slot.down = false;
+        slot.restart_at = None;
+        self.sim.bounce(OPERATOR_HOSTS[i]);
+        self.note(format!("{} restarted", OPERATOR_HOSTS[i]));
+    }
+
+    /// Restart every operator host that is down, and cancel pending crashes (the heal).
+    pub fn restart_operators(&mut self) {
+        for i in 0..self.operators.len() {
+            self.operators[i].gate.cancel_crash();
+            self.restart_operator(i);
+        }
+    }
+
+    /// Follow the election: a process that exited (it lost the Lease, or stopped on SIGTERM) is
+    /// gone and restarted
+    /// after [`EXIT_RESTART`], as the kubelet restarts a container; the operator counts as up
+    /// while one of them leads.
+    pub fn follow_leadership(&mut self) {
+        let now = self.now();
+        for (i, host) in OPERATOR_HOSTS.into_iter().enumerate() {
+            let slot = &mut self.operators[i];
+            if !slot.down && slot.gate.exited() {
+                slot.down = true;
+                slot.restart_at = Some(now + EXIT_RESTART);
+                let why = if slot.gate.terminating() { "stopped on SIGTERM" } else { "lost the lease and exited" };
+                self.sim.crash(host);
+                self.note(format!("{host} {why}"));
+            }
+            if self.operators[i].restart_at.is_some_and(|at| at <= now) {
+                self.restart_operator(i);
+            }
+        }
+        let leader = self.leader();
+        if leader == self.leading {
             return;
         }
-        self.gate.reset();
-        self.sim.bounce(OPERATOR_HOST);
-        let now = self.now();
-        self.operator_up_since = Some(now);
-        if let Some(since) = self.down_since.take() {
-            self.downtime.push((since, now));
+        match leader {
+            Some(i) => {
+                if let Some(since) = self.down_since.take() {
+                    self.downtime.push((since, now));
+                }
+                // The first leader has run since the start: the election takes no time then.
+                if std::mem::replace(&mut self.led_yet, true) {
+                    self.operator_up_since = Some(now);
+                }
+                self.note(format!("{} leads", OPERATOR_HOSTS[i]));
+            }
+            None => {
+                self.operator_up_since = None;
+                self.down_since = Some(now);
+                self.note("no operator leads".to_owned());
+            }
         }
-        self.note("operator restarted".to_owned());
+        self.leading = leader;
     }
 
     /// The oracles' view of faults and operator uptime, for one cluster.
@@ -420,7 +498,13 @@ impl<'a> World<'a> {
 
     /// Judge what the gate recorded since the last sample.
     fn judge_gate(&mut self, now: Duration) {
-        let log = self.gate.drain();
+        let log = std::mem::take(&mut *self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        for v in self.leadership.judge(&log) {
+            self.violate(v);
+        }
+        for (at_ms, what) in std::mem::take(&mut self.leadership.notes) {
+            self.trace.record(Duration::from_millis(at_ms), what);
+        }
         self.failed_reconciles += log.failed_reconciles.len() as u64;
         for (cluster, at_ms, timed_out) in &log.rows_answers {
             let at = Duration::from_millis(*at_ms);
@@ -440,11 +524,17 @@ impl<'a> World<'a> {
             .writes
             .iter()
             .filter(|w| !w.what.starts_with("patch status") || !w.bookkeeping)
-            .map(|w| (w.at_ms, format!("[{}] operator: {}", w.cluster, w.what)))
+            .map(|w| (w.at_ms, format!("[{}] {}: {}", w.cluster, OPERATOR_HOSTS[w.by], w.what)))
             .chain(log.queries.iter().filter(|q| !is_probe(&q.query)).map(|q| {
                 (
                     q.at_ms,
-                    format!("[{}] operator: {} on {}", q.cluster, q.query, q.address.split('.').next().unwrap_or("")),
+                    format!(
+                        "[{}] {}: {} on {}",
+                        q.cluster,
+                        OPERATOR_HOSTS[q.by],
+                        q.query,
+                        q.address.split('.').next().unwrap_or("")
+                    ),
                 )
             }))
             .collect();
@@ -736,14 +826,18 @@ impl<'a> World<'a> {
         all
     }
 
-    /// Whether the operator is frozen after its Nth write: crash it and schedule its restart.
+    /// Whether an operator is frozen after its Nth write: crash it and schedule its restart.
     pub fn crash_if_frozen(&mut self) {
-        if self.gate.frozen() && self.operator_up_since.is_some() {
-            self.crash_operator();
-            self.note("operator crashed right after an API write".to_owned());
+        for (i, host) in OPERATOR_HOSTS.into_iter().enumerate() {
+            let slot = &self.operators[i];
+            if slot.down || !slot.gate.frozen() || slot.gate.exited() {
+                continue;
+            }
+            self.crash_operator(i);
+            self.note(format!("{host} crashed right after an API write"));
             let restart = self.now() + Duration::from_millis(500 + self.rng.below(3000));
             self.history.push((FaultClass::OperatorCrashAfterWrite, self.now(), Duration::MAX, None));
-            self.windows.push((restart, self.history.len() - 1, Undo::Operator));
+            self.windows.push((restart, self.history.len() - 1, Undo::Operator(i)));
         }
     }
 }

@@ -49,6 +49,12 @@ pub enum FaultClass {
     OperatorCrash,
     /// Crash the operator right after its Nth mutating API call.
     OperatorCrashAfterWrite,
+    /// A rollout: the leading operator gets SIGTERM, finishes its reconciles, releases the
+    /// Lease and exits; it comes back 2 s later as the standby.
+    OperatorRollout,
+    /// Cut an operator (usually the leader) off from the API server: its requests time out, its
+    /// watch is silent, it cannot renew its Lease; it still reaches every pod.
+    OperatorApiPartition,
     /// Serve the operator an old view of the API.
     StaleView,
     /// Drop watch notifications.
@@ -73,7 +79,7 @@ pub enum FaultClass {
 
 impl FaultClass {
     /// Every class.
-    pub const ALL: [FaultClass; 26] = [
+    pub const ALL: [FaultClass; 28] = [
         FaultClass::PodKill,
         FaultClass::PodDelete,
         FaultClass::VolumeLoss,
@@ -100,6 +106,8 @@ impl FaultClass {
         FaultClass::InvalidSpec,
         FaultClass::StoreFault,
         FaultClass::AgentKill,
+        FaultClass::OperatorApiPartition,
+        FaultClass::OperatorRollout,
     ];
 
     /// Command-line name (`pod-kill`, ...).
@@ -121,6 +129,8 @@ impl FaultClass {
             FaultClass::Latency => "latency",
             FaultClass::OperatorCrash => "operator-crash",
             FaultClass::OperatorCrashAfterWrite => "operator-crash-after-write",
+            FaultClass::OperatorApiPartition => "operator-api-partition",
+            FaultClass::OperatorRollout => "operator-rollout",
             FaultClass::StaleView => "stale-view",
             FaultClass::DroppedNotifications => "dropped-notifications",
             FaultClass::ApiErrors => "api-errors",

@@ -8,12 +8,15 @@ use serde_json::{Value, json};
 use super::clusters;
 use super::driver::World;
 use super::faults::{Fault, FaultClass};
-use super::operator::OPERATOR_HOST;
+use super::operator::OPERATOR_HOSTS;
 use super::run::NAMESPACE;
 use super::truth::write_pod;
 use super::workload;
 use crate::apiserver::{ApiFaults, Key};
 use memgraph_operator::backup::store::MemFaults;
+
+/// Both operator hosts, as one end of a one-way partition.
+const OPERATOR: &str = "operator";
 
 /// How to end a fault window.
 #[derive(Debug, Clone)]
@@ -28,8 +31,12 @@ pub enum Undo {
     Latency(String, String),
     /// Stop the API server's faults.
     ApiFaults,
-    /// Restart the operator.
-    Operator,
+    /// Restart an operator host (by index).
+    Operator(usize),
+    /// Heal an operator's link to the API server (by index).
+    Uncut(usize),
+    /// Several at once.
+    All(Vec<Undo>),
     /// Resume a frozen pod.
     Unhang(String),
     /// Unblock a pod's replication port.
@@ -134,9 +141,13 @@ impl World<'_> {
             FaultClass::PartitionOperator => {
                 let hosts = self.running_hosts(&pods);
                 let Some(target) = Self::pick(&hosts, pick).cloned() else { return false };
-                self.sim.partition(OPERATOR_HOST, target.clone());
-                let what = format!("partition operator from {target} for {} s", fault.lasts.as_secs());
-                (what, Undo::Repair(OPERATOR_HOST.to_owned(), target), Some(cluster.clone()))
+                let mut undo = Vec::new();
+                for host in OPERATOR_HOSTS {
+                    self.sim.partition(host, target.clone());
+                    undo.push(Undo::Repair(host.to_owned(), target.clone()));
+                }
+                let what = format!("partition the operators from {target} for {} s", fault.lasts.as_secs());
+                (what, Undo::All(undo), Some(cluster.clone()))
             }
             FaultClass::PartitionReplication | FaultClass::Latency => {
                 let hosts = self.running_hosts(&reads);
@@ -145,6 +156,11 @@ impl World<'_> {
                     return false;
                 }
                 if fault.class == FaultClass::Latency {
+                    // One latency per link at a time: the end of an earlier window would reset
+                    // the link under a later one (and close the later one's record: seed 1071).
+                    if self.latencies.iter().any(|l| l.0 == target && l.3 == Duration::MAX) {
+                        return false;
+                    }
                     let latency = Duration::from_millis(20 + pick % 480);
                     self.sim.set_link_latency(write_host.clone(), target.clone(), latency);
                     self.latencies.push((target.clone(), latency, now, Duration::MAX));
@@ -163,7 +179,8 @@ impl World<'_> {
                 }
             }
             FaultClass::PartitionOneWay => {
-                let mut ends = vec![OPERATOR_HOST.to_owned()];
+                // "operator" stands for both operator hosts: whichever leads is cut.
+                let mut ends = vec![OPERATOR.to_owned()];
                 ends.extend(self.running_hosts(&pods));
                 if ends.len() < 2 {
                     return false;
@@ -171,7 +188,7 @@ impl World<'_> {
                 let a = usize::try_from(pick % ends.len() as u64).unwrap_or(0);
                 let b = (a + 1 + usize::try_from((pick >> 8) % (ends.len() as u64 - 1)).unwrap_or(0)) % ends.len();
                 let (from, to) = (ends[a].clone(), ends[b].clone());
-                if from != OPERATOR_HOST && to != OPERATOR_HOST {
+                if from != OPERATOR && to != OPERATOR {
                     // Between two pods runs replication over long-lived connections. turmoil drops
                     // a partitioned segment for good and never retransmits, so the stream would
                     // stall forever after the heal, which real TCP never does (and 2.21/2.22 have
@@ -181,25 +198,52 @@ impl World<'_> {
                     let what = format!("one-way partition {from} -> {to} for {} s (held)", fault.lasts.as_secs());
                     (what, Undo::Release(from, to), Some(cluster.clone()))
                 } else {
-                    self.sim.partition_oneway(from.clone(), to.clone());
+                    let mut undo = Vec::new();
+                    for host in OPERATOR_HOSTS {
+                        let (a, b) = if from == OPERATOR { (host, to.as_str()) } else { (from.as_str(), host) };
+                        self.sim.partition_oneway(a, b);
+                        undo.push(Undo::RepairOneWay(a.to_owned(), b.to_owned()));
+                    }
                     let what = format!("one-way partition {from} -> {to} for {} s", fault.lasts.as_secs());
-                    (what, Undo::RepairOneWay(from, to), Some(cluster.clone()))
+                    (what, Undo::All(undo), Some(cluster.clone()))
                 }
             }
             FaultClass::OperatorCrash => {
-                if self.operator_up_since.is_none() {
-                    return false;
-                }
-                self.crash_operator();
-                (format!("crash the operator for {} s", fault.lasts.as_secs()), Undo::Operator, None)
+                let Some(i) = self.leader() else { return false };
+                self.crash_operator(i);
+                let what = format!("crash the leading operator {} for {} s", OPERATOR_HOSTS[i], fault.lasts.as_secs());
+                (what, Undo::Operator(i), None)
             }
             FaultClass::OperatorCrashAfterWrite => {
-                if self.operator_up_since.is_none() {
+                let Some(i) = self.leader() else { return false };
+                let n = 1 + pick % 6;
+                self.operators[i].gate.crash_after(n);
+                (
+                    format!("crash the leading operator {} after its next {n} API writes", OPERATOR_HOSTS[i]),
+                    Undo::Nothing,
+                    None,
+                )
+            }
+            FaultClass::OperatorRollout => {
+                let Some(i) = self.leader() else { return false };
+                if self.operators[i].gate.terminating() {
                     return false;
                 }
-                let n = 1 + pick % 6;
-                self.gate.crash_after(n);
-                (format!("crash the operator after its next {n} API writes"), Undo::Nothing, None)
+                self.operators[i].gate.terminate();
+                (format!("roll out: SIGTERM to the leading operator {}", OPERATOR_HOSTS[i]), Undo::Nothing, None)
+            }
+            FaultClass::OperatorApiPartition => {
+                // Three times in four the leader, whose Lease is then at stake.
+                let i = match self.leader() {
+                    Some(leader) if !pick.is_multiple_of(4) => leader,
+                    _ => usize::try_from(pick % OPERATOR_HOSTS.len() as u64).unwrap_or(0),
+                };
+                if self.operators[i].gate.cut() {
+                    return false;
+                }
+                self.operators[i].gate.set_cut(true);
+                let what = format!("cut {} off from the API server for {} s", OPERATOR_HOSTS[i], fault.lasts.as_secs());
+                (what, Undo::Uncut(i), None)
             }
             FaultClass::StaleView | FaultClass::DroppedNotifications | FaultClass::ApiErrors => {
                 let mut faults = ApiFaults::default();
@@ -265,7 +309,7 @@ impl World<'_> {
                 if !self.kubelet.hosts().contains(&host) {
                     return false;
                 }
-                let mut peers = vec![OPERATOR_HOST.to_owned()];
+                let mut peers: Vec<String> = OPERATOR_HOSTS.iter().map(|h| (*h).to_owned()).collect();
                 peers.extend(self.setups.iter().map(|s| workload::host_name(&s.name)));
                 peers.extend(self.kubelet.hosts().into_iter().filter(|h| *h != host));
                 for peer in &peers {
@@ -406,7 +450,17 @@ impl World<'_> {
                 self.sim.set_link_latency(a, b, Duration::from_millis(1));
             }
             Undo::ApiFaults => self.api.set_faults(ApiFaults::default(), 0),
-            Undo::Operator => self.restart_operator(),
+            Undo::Operator(i) => self.restart_operator(i),
+            Undo::Uncut(i) => {
+                if let Some(o) = self.operators.get(i) {
+                    o.gate.set_cut(false);
+                }
+            }
+            Undo::All(undos) => {
+                for undo in undos {
+                    self.undo(undo);
+                }
+            }
             Undo::Unhang(pod) => {
                 if let Some(server) = self.source.server(&pod) {
                     server.set_hung(false);

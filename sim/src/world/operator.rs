@@ -7,6 +7,12 @@
 //! label, status and `DROP REPLICA` at the instant it is made (the strict checks of
 //! [`claims`](super::oracles::claims)), and can freeze the operator right after its Nth
 //! mutating call, so a crash can be injected exactly between two actions.
+//!
+//! Two operator hosts run, as two replicas of the Deployment would: each takes part in the
+//! production leader election on a Lease in the fake API server and reconciles only while it
+//! leads. Each has its own gate (its own crash and freeze, its own link to the API server that a
+//! fault can cut); the gates share one log, every record tagged with who made it, so the
+//! driver can judge that two operators never act in overlapping time.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -14,10 +20,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use k8s_openapi::api::coordination::v1::LeaseSpec;
 use k8s_openapi::api::core::v1::Pod;
 use memgraph_operator::api::{MemgraphCluster, MemgraphClusterStatus};
 use memgraph_operator::controller;
 use memgraph_operator::kube_api::{ClusterEvent, Kube, KubeError, KubeObject, LabelPatch};
+use memgraph_operator::leader::{
+    Elector, LeaseApi, LeaseRecord, StoredLease, Timings, from_spec, to_spec, until_leading,
+};
 use memgraph_operator::memgraph::{Bolt, BoltError, BoltValue, QueryResult, Timeouts};
 use memgraph_operator::names::{LABEL_INSTANCE, LABEL_ROLE};
 use memgraph_operator::reconcile::guard::guard;
@@ -34,8 +44,14 @@ use super::time::SimClock;
 use super::truth::{ClusterTruth, TruthSource};
 use crate::apiserver::{ApiServer, Key};
 
-/// Host name of the operator.
-pub const OPERATOR_HOST: &str = "operator";
+/// Host names of the operators (the pods of a two-replica Deployment); each is also the
+/// operator's identity in the leader election.
+pub const OPERATOR_HOSTS: [&str; 2] = ["operator-0", "operator-1"];
+/// The Lease the operators contend for (the chart's default name).
+pub const LEASE_NAME: &str = "memgraph-operator";
+/// How long a request to an API server the operator is cut off from waits before it fails (a
+/// client's connect timeout); it goes through if the link heals first.
+pub const CUT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Retry delay of the route guard (the production controller's error policy).
 const GUARD_RETRY: Duration = Duration::from_secs(2);
 
@@ -44,6 +60,10 @@ const GUARD_RETRY: Duration = Duration::from_secs(2);
 pub struct QueryRecord {
     /// When, in simulated ms.
     pub at_ms: u64,
+    /// Its place among every record of the shared log (within one drain).
+    pub seq: u64,
+    /// Which operator (index into [`OPERATOR_HOSTS`]).
+    pub by: usize,
     /// The cluster whose instance it went to.
     pub cluster: String,
     /// `host:port`.
@@ -57,6 +77,10 @@ pub struct QueryRecord {
 pub struct WriteRecord {
     /// When, in simulated ms.
     pub at_ms: u64,
+    /// Its place among every record of the shared log (within one drain).
+    pub seq: u64,
+    /// Which operator (index into [`OPERATOR_HOSTS`]).
+    pub by: usize,
     /// The cluster it concerns.
     pub cluster: String,
     /// What it was.
@@ -83,6 +107,8 @@ pub enum Trigger {
 pub struct ReconcileRecord {
     /// When it started, in simulated ms.
     pub start_ms: u64,
+    /// Which operator (index into [`OPERATOR_HOSTS`]).
+    pub by: usize,
     /// The cluster.
     pub cluster: String,
     /// Why it ran.
@@ -135,10 +161,40 @@ pub struct GateLog {
     pub rows_answers: Vec<(String, u64, bool)>,
     /// Lag measurements, by replica.
     pub lags: Vec<LagRecord>,
+    /// Lease writes the API server applied, in order.
+    pub leases: Vec<LeaseWrite>,
+    /// The last sequence number given to a query, write or Lease write: several happen in the
+    /// same simulated millisecond, and their order decides who acted while holding the Lease.
+    pub seq: u64,
 }
 
-/// Shared between the operator host and the driver.
+impl GateLog {
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+}
+
+/// A write of the election's Lease that the API server applied (whatever the writer was told).
+#[derive(Debug, Clone)]
+pub struct LeaseWrite {
+    /// When, in simulated ms.
+    pub at_ms: u64,
+    /// Its place among every record of the shared log (within one drain).
+    pub seq: u64,
+    /// Which operator wrote it.
+    pub by: usize,
+    /// The holder it names (`None`: released).
+    pub holder: Option<String>,
+}
+
+/// The log the operators' gates share.
+pub type SharedLog = Arc<Mutex<GateLog>>;
+
+/// Shared between one operator host and the driver.
 pub struct Gate {
+    /// Which operator (index into [`OPERATOR_HOSTS`]).
+    pub by: usize,
     writes: AtomicU64,
     crash_after: Mutex<Option<u64>>,
     frozen: AtomicBool,
@@ -146,7 +202,18 @@ pub struct Gate {
     /// Per cluster: the truth at the instants the operator looked in its current round (when it
     /// read the cluster, and when its latest answer to `SHOW REPLICAS` came), and the spec it read.
     rounds: Mutex<BTreeMap<String, (Vec<ClusterTruth>, Value)>>,
-    log: Mutex<GateLog>,
+    log: SharedLog,
+    /// The operator's link to the API server is cut.
+    cut: AtomicBool,
+    /// The operator's elector says it leads.
+    leading: AtomicBool,
+    /// The operator lost the Lease: the process has exited (everything it does hangs until the
+    /// driver crashes and restarts the host, as the kubelet restarts the container).
+    exited: AtomicBool,
+    /// The process got SIGTERM (a rollout): it finishes its reconciles, releases the Lease and
+    /// exits.
+    terminating: AtomicBool,
+    stop: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -158,16 +225,89 @@ fn now_ms() -> u64 {
 }
 
 impl Gate {
-    /// A gate that judges against `truth`.
-    pub fn new(truth: TruthSource) -> Self {
+    /// The gate of operator `by`, judging against `truth`, recording into `log`.
+    pub fn new(truth: TruthSource, by: usize, log: SharedLog) -> Self {
         Self {
+            by,
             writes: AtomicU64::new(0),
             crash_after: Mutex::new(None),
             frozen: AtomicBool::new(false),
             truth,
             rounds: Mutex::default(),
-            log: Mutex::default(),
+            log,
+            cut: AtomicBool::new(false),
+            leading: AtomicBool::new(false),
+            exited: AtomicBool::new(false),
+            terminating: AtomicBool::new(false),
+            stop: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Send the process SIGTERM.
+    pub fn terminate(&self) {
+        self.terminating.store(true, Ordering::SeqCst);
+        self.stop.notify_one();
+    }
+
+    /// Whether the process got SIGTERM.
+    pub fn terminating(&self) -> bool {
+        self.terminating.load(Ordering::SeqCst)
+    }
+
+    /// Cut (or heal) the operator's link to the API server.
+    pub fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, Ordering::SeqCst);
+    }
+
+    /// Whether the operator's link to the API server is cut.
+    pub fn cut(&self) -> bool {
+        self.cut.load(Ordering::SeqCst)
+    }
+
+    /// Whether the operator leads (and so reconciles).
+    pub fn leading(&self) -> bool {
+        self.leading.load(Ordering::SeqCst)
+    }
+
+    /// Whether the operator lost the Lease and exited.
+    pub fn exited(&self) -> bool {
+        self.exited.load(Ordering::SeqCst)
+    }
+
+    /// The process lost the Lease and exits: nothing it does gets through any more.
+    fn exit(&self) {
+        self.leading.store(false, Ordering::SeqCst);
+        self.exited.store(true, Ordering::SeqCst);
+        self.frozen.store(true, Ordering::SeqCst);
+    }
+
+    fn record_lease(&self, holder: Option<String>) {
+        let mut log = lock(&self.log);
+        let seq = log.next_seq();
+        log.leases.push(LeaseWrite { at_ms: now_ms(), seq, by: self.by, holder });
+    }
+
+    /// Wait for the API server as a request of this operator would: held while frozen; while
+    /// the link is cut, waiting up to [`CUT_TIMEOUT`] for it to heal, then failing without
+    /// reaching the server.
+    async fn reach(&self, operation: &'static str, kind: &str, namespace: &str, name: &str) -> Result<(), KubeError> {
+        self.hold().await;
+        let start = tokio::time::Instant::now();
+        while self.cut() && start.elapsed() < CUT_TIMEOUT {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        self.hold().await;
+        if self.cut() {
+            return Err(KubeError {
+                operation,
+                kind: kind.to_owned(),
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                error: memgraph_operator::kube_api::KubeErrorKind::Transport,
+                message: "the API server did not answer (the simulated link is cut)".to_owned(),
+            });
+        }
+        Ok(())
     }
 
     /// Freeze the operator right after its `n`th further mutating API call.
@@ -181,10 +321,14 @@ impl Gate {
         self.frozen.load(Ordering::SeqCst)
     }
 
-    /// Clear the freeze (after the crash) and forget per-round memory, as the process does.
+    /// Clear the freeze and the exit (after the crash) and forget per-round memory, as the
+    /// process does. The link to the API server stays as the faults left it.
     pub fn reset(&self) {
         *lock(&self.crash_after) = None;
         self.frozen.store(false, Ordering::SeqCst);
+        self.leading.store(false, Ordering::SeqCst);
+        self.exited.store(false, Ordering::SeqCst);
+        self.terminating.store(false, Ordering::SeqCst);
         lock(&self.rounds).clear();
     }
 
@@ -245,7 +389,16 @@ impl Gate {
     }
 
     fn record_write(&self, cluster: &str, what: String, bookkeeping: bool) {
-        lock(&self.log).writes.push(WriteRecord { at_ms: now_ms(), cluster: cluster.to_owned(), what, bookkeeping });
+        let mut log = lock(&self.log);
+        let seq = log.next_seq();
+        log.writes.push(WriteRecord {
+            at_ms: now_ms(),
+            seq,
+            by: self.by,
+            cluster: cluster.to_owned(),
+            what,
+            bookkeeping,
+        });
     }
 
     /// The strict check: false now and at every instant the operator looked in this round. A
@@ -338,12 +491,11 @@ fn without_bookkeeping(status: &Value) -> Value {
                 }
             }
         }
+        // The lag verdict is the scheduled lag measurement's result: a replica that really lags
+        // past the threshold for a moment (Memgraph flips replicas to `invalid` now and then and
+        // they catch up within seconds) turns it False and back, as it should (seed 21).
         if let Some(conditions) = map.get_mut("conditions").and_then(Value::as_array_mut) {
-            for c in conditions.iter_mut().filter(|c| c["type"] == "ReplicationLagAcceptable") {
-                if let Some(c) = c.as_object_mut() {
-                    c.remove("message");
-                }
-            }
+            conditions.retain(|c| c["type"] != "ReplicationLagAcceptable");
         }
     }
     s
@@ -352,7 +504,7 @@ fn without_bookkeeping(status: &Value) -> Value {
 #[async_trait]
 impl Kube for GatedKube {
     async fn get<T: KubeObject>(&self, namespace: &str, name: &str) -> Result<Option<T>, KubeError> {
-        self.gate.hold().await;
+        self.gate.reach("get", &T::kind(&()), namespace, name).await?;
         let result = self.inner.get::<T>(namespace, name).await;
         if T::kind(&()) == "MemgraphCluster"
             && let Ok(Some(object)) = &result
@@ -369,12 +521,13 @@ impl Kube for GatedKube {
         namespace: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<Vec<T>, KubeError> {
-        self.gate.hold().await;
+        self.gate.reach("list", &T::kind(&()), namespace, "").await?;
         self.inner.list(namespace, labels).await
     }
     async fn apply<T: KubeObject>(&self, object: &T) -> Result<T, KubeError> {
-        self.gate.hold().await;
         let name = object.meta().name.clone().unwrap_or_default();
+        let namespace = object.meta().namespace.clone().unwrap_or_default();
+        self.gate.reach("apply", &T::kind(&()), &namespace, &name).await?;
         let cluster = object
             .meta()
             .labels
@@ -387,7 +540,7 @@ impl Kube for GatedKube {
         result
     }
     async fn delete<T: KubeObject>(&self, namespace: &str, name: &str) -> Result<(), KubeError> {
-        self.gate.hold().await;
+        self.gate.reach("delete", &T::kind(&()), namespace, name).await?;
         self.gate.record_write(&self.gate.cluster_of(name), format!("delete {} {name}", T::kind(&())), false);
         let result = self.inner.as_operator(self.inner.delete::<T>(namespace, name)).await;
         self.gate.wrote();
@@ -400,7 +553,7 @@ impl Kube for GatedKube {
         status: &MemgraphClusterStatus,
         resource_version: Option<&str>,
     ) -> Result<(), KubeError> {
-        self.gate.hold().await;
+        self.gate.reach("patch status", "MemgraphCluster", namespace, name).await?;
         let new = serde_json::to_value(status).unwrap_or_default();
         let old = self.inner.get_json(&Key::new("MemgraphCluster", namespace, name)).map(|c| c["status"].clone());
         let bookkeeping = old.as_ref().is_some_and(|old| without_bookkeeping(old) == without_bookkeeping(&new));
@@ -418,7 +571,7 @@ impl Kube for GatedKube {
         uid: &str,
         labels: &LabelPatch,
     ) -> Result<(), KubeError> {
-        self.gate.hold().await;
+        self.gate.reach("patch labels", "Pod", namespace, pod).await?;
         let cluster = self.gate.cluster_of(pod);
         let role = labels.get(LABEL_ROLE).cloned().flatten();
         self.gate.record_write(&cluster, format!("label {pod} {role:?}"), false);
@@ -436,7 +589,7 @@ impl Kube for GatedKube {
         finalizers: &[String],
         resource_version: &str,
     ) -> Result<(), KubeError> {
-        self.gate.hold().await;
+        self.gate.reach("set finalizers", "MemgraphCluster", namespace, name).await?;
         self.gate.record_write(name, "set finalizers".to_owned(), false);
         let result =
             self.inner.as_operator(self.inner.set_finalizers(namespace, name, finalizers, resource_version)).await;
@@ -444,7 +597,7 @@ impl Kube for GatedKube {
         result
     }
     async fn publish_event(&self, event: &ClusterEvent) -> Result<(), KubeError> {
-        self.gate.hold().await;
+        self.gate.reach("create", "Event", "", "").await?;
         self.inner.publish_event(event).await
     }
 }
@@ -480,12 +633,18 @@ impl Bolt for GatedBolt {
             }
         }
         let sent_ms = now_ms();
-        lock(&self.gate.log).queries.push(QueryRecord {
-            at_ms: sent_ms,
-            cluster: cluster.clone(),
-            address: address.to_owned(),
-            query: query.to_owned(),
-        });
+        {
+            let mut log = lock(&self.gate.log);
+            let seq = log.next_seq();
+            log.queries.push(QueryRecord {
+                at_ms: sent_ms,
+                seq,
+                by: self.gate.by,
+                cluster: cluster.clone(),
+                address: address.to_owned(),
+                query: query.to_owned(),
+            });
+        }
         let result = self.inner.run_within(address, query, params, timeout).await;
         if query == "SHOW REPLICAS" && address.starts_with(&format!("{cluster}-write-")) {
             let timed_out = matches!(result, Err(BoltError::Timeout { .. }));
@@ -538,8 +697,11 @@ fn cluster_of_change(change: &crate::apiserver::Change) -> Option<String> {
         .or_else(|| change.owner.as_ref().filter(|(k, _)| k == "MemgraphCluster").map(|(_, n)| n.clone()))
 }
 
-/// Install the operator host. Its software starts by reconciling every cluster, then follows
-/// watch notifications and requeues, reconciling different clusters concurrently.
+/// Install operator host `by` (of [`OPERATOR_HOSTS`]). Its software takes part in the leader
+/// election with the production elector; once it leads it starts by reconciling every cluster,
+/// then follows watch notifications and requeues, reconciling different clusters concurrently,
+/// while the elector renews beside it. When the elector says the Lease is lost the process
+/// exits at once, as `memgraph-operator run` does: the gate stops everything it was doing.
 pub fn install(
     sim: &mut Sim<'_>,
     api: ApiServer,
@@ -547,155 +709,279 @@ pub fn install(
     gate: Arc<Gate>,
     backups: memgraph_operator::reconcile::backup_job::BackupContext,
 ) {
-    sim.host(OPERATOR_HOST, move || {
-        let api = api.clone();
-        let clock = clock.clone();
-        let gate = gate.clone();
-        let backups = backups.clone();
+    let host = OPERATOR_HOSTS[gate.by];
+    sim.host(host, move || {
+        let (api, clock, gate, backups) = (api.clone(), clock.clone(), gate.clone(), backups.clone());
         async move {
-            let kube = Arc::new(GatedKube { inner: api.clone(), gate: gate.clone() });
-            let bolt = Arc::new(GatedBolt { inner: TurmoilBolt::new(Timeouts::default()), gate: gate.clone() });
-            let memory = Arc::new(Memory::default());
-            let mut changes = api.subscribe();
-            let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
-            let mut queue = Queue::default();
-            for (key, _) in api.all_of_kind("MemgraphCluster") {
-                queue.trigger((key.namespace, key.name), Duration::ZERO, Trigger::Start);
+            let leases = SimLeases { api: api.clone(), gate: gate.clone() };
+            let elector = Elector::new(leases, clock.clone(), host.to_owned(), Timings::default());
+            let mut state = elector.subscribe();
+            let election = elector.run();
+            tokio::pin!(election);
+            let leads = tokio::select! {
+                biased;
+                _ = &mut election => false,
+                () = gate.stop.notified() => false,
+                leading = until_leading(&mut state) => leading,
+            };
+            if leads {
+                gate.leading.store(true, Ordering::SeqCst);
+                let stopped = tokio::select! {
+                    biased;
+                    _ = &mut election => false,
+                    () = operate(api, clock, gate.clone(), backups) => true,
+                };
+                if stopped {
+                    // SIGTERM, the reconciles done: give the Lease up, as `run` does, so the
+                    // standby takes over at its next look. If that fails the Lease expires.
+                    let _ = elector.release().await;
+                }
             }
-            loop {
-                let now = clock.elapsed();
-                let next = queue.due.iter().filter(|(k, _)| !queue.running.contains(*k)).map(|(_, (at, _))| *at).min();
-                let wait = next.map_or(Duration::from_secs(3600), |at| at.saturating_sub(now));
-                let mut triggered = Vec::new();
-                let mut finished = Vec::new();
-                if !wait.is_zero() {
-                    tokio::select! {
-                        biased;
-                        done = done_rx.recv() => finished.extend(done),
-                        change = changes.recv() => triggered.push(change),
-                        () = tokio::time::sleep(wait) => {}
-                    }
+            gate.exit();
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+    });
+}
+
+/// The Lease through the gate: cut with the operator's link to the API server, every applied
+/// write recorded for the overlap oracle.
+struct SimLeases {
+    api: ApiServer,
+    gate: Arc<Gate>,
+}
+
+impl SimLeases {
+    fn key() -> Key {
+        Key::new("Lease", super::run::NAMESPACE, LEASE_NAME)
+    }
+
+    fn object(record: &LeaseRecord) -> Value {
+        serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": LEASE_NAME, "namespace": super::run::NAMESPACE},
+            "spec": serde_json::to_value(to_spec(record)).unwrap_or_default(),
+        })
+    }
+
+    async fn write(&self, record: &LeaseRecord, expected: Option<&str>) -> Result<String, KubeError> {
+        let operation = if expected.is_some() { "replace" } else { "create" };
+        self.gate.reach(operation, "Lease", super::run::NAMESPACE, LEASE_NAME).await?;
+        let (applied, result) = self.api.write_spec(Self::object(record), expected);
+        if applied {
+            self.gate.record_lease(record.holder.clone());
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl LeaseApi for SimLeases {
+    async fn get(&self) -> Result<Option<StoredLease>, KubeError> {
+        self.gate.reach("get", "Lease", super::run::NAMESPACE, LEASE_NAME).await?;
+        Ok(self.api.get_json(&Self::key()).map(|v| {
+            let spec: Option<LeaseSpec> = serde_json::from_value(v["spec"].clone()).ok();
+            StoredLease {
+                record: from_spec(spec.as_ref()),
+                version: v["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_owned(),
+            }
+        }))
+    }
+
+    async fn create(&self, record: &LeaseRecord) -> Result<String, KubeError> {
+        self.write(record, None).await
+    }
+
+    async fn replace(&self, record: &LeaseRecord, version: &str) -> Result<String, KubeError> {
+        self.write(record, Some(version)).await
+    }
+}
+
+/// Tasks an operator started beside its reconciles.
+type Tasks = Arc<Mutex<Vec<tokio::task::AbortHandle>>>;
+
+fn keep(tasks: &Tasks, handle: tokio::task::AbortHandle) {
+    let mut tasks = lock(tasks);
+    tasks.retain(|t| !t.is_finished());
+    tasks.push(handle);
+}
+
+/// The leader's work: the controller's queue over every cluster. Returns on SIGTERM once the
+/// running reconciles are done, after stopping the jobs started beside them (as `run` does).
+async fn operate(
+    api: ApiServer,
+    clock: SimClock,
+    gate: Arc<Gate>,
+    backups: memgraph_operator::reconcile::backup_job::BackupContext,
+) {
+    let kube = Arc::new(GatedKube { inner: api.clone(), gate: gate.clone() });
+    let bolt = Arc::new(GatedBolt { inner: TurmoilBolt::new(Timeouts::default()), gate: gate.clone() });
+    let memory = Arc::new(Memory::default());
+    let mut changes = api.subscribe();
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Done>();
+    let mut queue = Queue::default();
+    let mut missed = false;
+    // Tasks started beside the reconciles (route guard, checks, snapshots), stopped on SIGTERM.
+    let tasks: Tasks = Arc::default();
+    for (key, _) in api.all_of_kind("MemgraphCluster") {
+        queue.trigger((key.namespace, key.name), Duration::ZERO, Trigger::Start);
+    }
+    loop {
+        let terminating = gate.terminating();
+        if terminating && queue.running.is_empty() {
+            for task in lock(&tasks).drain(..) {
+                task.abort();
+            }
+            return;
+        }
+        let now = clock.elapsed();
+        // Terminating, nothing new starts: only the running reconciles are waited for.
+        let next =
+            queue.due.iter().filter(|(k, _)| !queue.running.contains(*k) && !terminating).map(|(_, (at, _))| *at).min();
+        let wait = next.map_or(Duration::from_secs(3600), |at| at.saturating_sub(now));
+        let mut triggered = Vec::new();
+        let mut finished = Vec::new();
+        if !wait.is_zero() {
+            tokio::select! {
+                biased;
+                done = done_rx.recv() => finished.extend(done),
+                () = gate.stop.notified(), if !terminating => {}
+                change = changes.recv() => triggered.push(change),
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+        while let Ok(done) = done_rx.try_recv() {
+            finished.push(done);
+        }
+        loop {
+            match changes.try_recv() {
+                Ok(change) => triggered.push(Ok(change)),
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                    triggered.push(Err(RecvError::Lagged(n)))
                 }
-                while let Ok(done) = done_rx.try_recv() {
-                    finished.push(done);
+                Err(_) => break,
+            }
+        }
+        // Cut off from the API server, the watch delivers nothing; once the link is
+        // back the watch restarts and relists, as kube-runtime's watcher does.
+        if gate.cut() {
+            missed |= !triggered.is_empty();
+            triggered.clear();
+        } else if std::mem::take(&mut missed) {
+            triggered.push(Err(RecvError::Lagged(0)));
+        }
+        let now = clock.elapsed();
+        for done in finished {
+            queue.running.remove(&done.key);
+            let (at, trigger) = match done.ok {
+                Some(requeue) => {
+                    queue.failures.remove(&done.key);
+                    (now + requeue, Trigger::Timer)
                 }
-                loop {
-                    match changes.try_recv() {
-                        Ok(change) => triggered.push(Ok(change)),
-                        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
-                            triggered.push(Err(RecvError::Lagged(n)))
-                        }
-                        Err(_) => break,
-                    }
+                None => {
+                    let n = queue.failures.entry(done.key.clone()).or_insert(0);
+                    *n += 1;
+                    (now + controller::backoff(*n), Trigger::Timer)
                 }
-                let now = clock.elapsed();
-                for done in finished {
-                    queue.running.remove(&done.key);
-                    let (at, trigger) = match done.ok {
-                        Some(requeue) => {
-                            queue.failures.remove(&done.key);
-                            (now + requeue, Trigger::Timer)
-                        }
-                        None => {
-                            let n = queue.failures.entry(done.key.clone()).or_insert(0);
-                            *n += 1;
-                            (now + controller::backoff(*n), Trigger::Timer)
-                        }
-                    };
-                    queue.trigger(done.key, at, trigger);
-                }
-                for change in triggered {
-                    match change {
-                        // The route guard looks at a changed pod at once, beside the queue.
-                        Ok(change) if change.key.kind == "Pod" && !change.by_operator => {
-                            let kube = kube.clone();
-                            let key = change.key.clone();
-                            // Like the controller's error policy, a failed removal is retried.
-                            tokio::task::spawn_local(async move {
-                                for _ in 0..5 {
-                                    let Ok(Some(pod)) = kube.get::<Pod>(&key.namespace, &key.name).await else { break };
-                                    let Some(patch) = guard(&pod) else { break };
-                                    let uid = pod.metadata.uid.clone().unwrap_or_default();
-                                    if kube.patch_pod_labels(&key.namespace, &key.name, &uid, &patch).await.is_ok() {
-                                        break;
-                                    }
-                                    tokio::time::sleep(GUARD_RETRY).await;
-                                }
-                            });
-                            if let Some(name) = cluster_of_change(&change) {
-                                queue.trigger((change.key.namespace.clone(), name), now, Trigger::Change);
+            };
+            queue.trigger(done.key, at, trigger);
+        }
+        for change in triggered {
+            match change {
+                // The route guard looks at a changed pod at once, beside the queue.
+                Ok(change) if change.key.kind == "Pod" && !change.by_operator => {
+                    let kube = kube.clone();
+                    let key = change.key.clone();
+                    // Like the controller's error policy, a failed removal is retried.
+                    let guard_task = tokio::task::spawn_local(async move {
+                        for _ in 0..5 {
+                            let Ok(Some(pod)) = kube.get::<Pod>(&key.namespace, &key.name).await else { break };
+                            let Some(patch) = guard(&pod) else { break };
+                            let uid = pod.metadata.uid.clone().unwrap_or_default();
+                            if kube.patch_pod_labels(&key.namespace, &key.name, &uid, &patch).await.is_ok() {
+                                break;
                             }
+                            tokio::time::sleep(GUARD_RETRY).await;
                         }
-                        Ok(change) => {
-                            if let Some(name) = cluster_of_change(&change) {
-                                let trigger = if change.by_operator { Trigger::OwnWrite } else { Trigger::Change };
-                                queue.trigger((change.key.namespace.clone(), name), now, trigger);
-                            }
-                        }
-                        // Missed notifications: like a watch restart, look at everything.
-                        Err(_) => {
-                            for (key, _) in api.all_of_kind("MemgraphCluster") {
-                                queue.trigger((key.namespace, key.name), now, Trigger::Change);
-                            }
-                        }
-                    }
-                }
-                let ready: Vec<((String, String), Trigger)> = queue
-                    .due
-                    .iter()
-                    .filter(|(k, (at, _))| *at <= now && !queue.running.contains(*k))
-                    .map(|(k, (_, t))| (k.clone(), *t))
-                    .collect();
-                for (key, trigger) in ready {
-                    queue.due.remove(&key);
-                    queue.running.insert(key.clone());
-                    lock(&gate.log).reconciles.push(ReconcileRecord {
-                        start_ms: now_ms(),
-                        cluster: key.1.clone(),
-                        trigger,
                     });
-                    let (kube, bolt, memory, clock, gate, done_tx, backups) = (
-                        kube.clone(),
-                        bolt.clone(),
-                        memory.clone(),
-                        clock.clone(),
-                        gate.clone(),
-                        done_tx.clone(),
-                        backups.clone(),
-                    );
-                    tokio::task::spawn_local(async move {
-                        let ok = match kube.get::<MemgraphCluster>(&key.0, &key.1).await {
-                            Ok(Some(cluster)) => {
-                                let result = reconcile(&cluster, kube.as_ref(), bolt.as_ref(), &clock, &memory).await;
-                                if let Ok(Some(job)) = result.as_ref().map(|o| o.validation.clone()) {
-                                    let (bolt, memory, clock, gate) =
-                                        (bolt.clone(), memory.clone(), clock.clone(), gate.clone());
-                                    tokio::task::spawn_local(async move {
-                                        let (uid, start_ms) = (job.cluster.clone(), now_ms());
-                                        let cluster = job.names.cluster.clone();
-                                        run_validation(bolt.as_ref(), &memory.validation, &clock, job).await;
-                                        gate.record_lags(&cluster, start_ms, memory.validation.finished(&uid));
-                                    });
-                                }
-                                if let Ok(Some(job)) = result.as_ref().map(|o| o.snapshot.clone()) {
-                                    let (bolt, memory, clock) = (bolt.clone(), memory.clone(), clock.clone());
-                                    tokio::task::spawn_local(async move {
-                                        run_snapshot(bolt.as_ref(), &memory.snapshots, &clock, &backups, job).await;
-                                    });
-                                }
-                                result.ok().map(|outcome| outcome.requeue_after)
-                            }
-                            // Deleted: nothing to do until it comes back.
-                            Ok(None) => Some(Duration::from_secs(3600)),
-                            Err(_) => None,
-                        };
-                        if ok.is_none() {
-                            lock(&gate.log).failed_reconciles.push((now_ms(), key.1.clone()));
-                        }
-                        let _ = done_tx.send(Done { key, ok });
-                    });
+                    keep(&tasks, guard_task.abort_handle());
+                    if let Some(name) = cluster_of_change(&change) {
+                        queue.trigger((change.key.namespace.clone(), name), now, Trigger::Change);
+                    }
+                }
+                Ok(change) => {
+                    if let Some(name) = cluster_of_change(&change) {
+                        let trigger = if change.by_operator { Trigger::OwnWrite } else { Trigger::Change };
+                        queue.trigger((change.key.namespace.clone(), name), now, trigger);
+                    }
+                }
+                // Missed notifications: like a watch restart, look at everything.
+                Err(_) => {
+                    for (key, _) in api.all_of_kind("MemgraphCluster") {
+                        queue.trigger((key.namespace, key.name), now, Trigger::Change);
+                    }
                 }
             }
         }
-    });
+        let ready: Vec<((String, String), Trigger)> = queue
+            .due
+            .iter()
+            .filter(|(k, (at, _))| *at <= now && !queue.running.contains(*k) && !gate.terminating())
+            .map(|(k, (_, t))| (k.clone(), *t))
+            .collect();
+        for (key, trigger) in ready {
+            queue.due.remove(&key);
+            queue.running.insert(key.clone());
+            lock(&gate.log).reconciles.push(ReconcileRecord {
+                start_ms: now_ms(),
+                by: gate.by,
+                cluster: key.1.clone(),
+                trigger,
+            });
+            let (kube, bolt, memory, clock, gate, done_tx, backups, tasks) = (
+                kube.clone(),
+                bolt.clone(),
+                memory.clone(),
+                clock.clone(),
+                gate.clone(),
+                done_tx.clone(),
+                backups.clone(),
+                tasks.clone(),
+            );
+            tokio::task::spawn_local(async move {
+                let ok = match kube.get::<MemgraphCluster>(&key.0, &key.1).await {
+                    Ok(Some(cluster)) => {
+                        let result = reconcile(&cluster, kube.as_ref(), bolt.as_ref(), &clock, &memory).await;
+                        if let Ok(Some(job)) = result.as_ref().map(|o| o.validation.clone()) {
+                            let (bolt, memory, clock, gate) =
+                                (bolt.clone(), memory.clone(), clock.clone(), gate.clone());
+                            let check = tokio::task::spawn_local(async move {
+                                let (uid, start_ms) = (job.cluster.clone(), now_ms());
+                                let cluster = job.names.cluster.clone();
+                                run_validation(bolt.as_ref(), &memory.validation, &clock, job).await;
+                                gate.record_lags(&cluster, start_ms, memory.validation.finished(&uid));
+                            });
+                            keep(&tasks, check.abort_handle());
+                        }
+                        if let Ok(Some(job)) = result.as_ref().map(|o| o.snapshot.clone()) {
+                            let (bolt, memory, clock) = (bolt.clone(), memory.clone(), clock.clone());
+                            let snapshot = tokio::task::spawn_local(async move {
+                                run_snapshot(bolt.as_ref(), &memory.snapshots, &clock, &backups, job).await;
+                            });
+                            keep(&tasks, snapshot.abort_handle());
+                        }
+                        result.ok().map(|outcome| outcome.requeue_after)
+                    }
+                    // Deleted: nothing to do until it comes back.
+                    Ok(None) => Some(Duration::from_secs(3600)),
+                    Err(_) => None,
+                };
+                if ok.is_none() {
+                    lock(&gate.log).failed_reconciles.push((now_ms(), key.1.clone()));
+                }
+                let _ = done_tx.send(Done { key, ok });
+            });
+        }
+    }
 }

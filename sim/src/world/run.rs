@@ -228,6 +228,12 @@ pub struct RunReport {
     pub claim_lag_ms: u64,
     /// Reconciles that returned an error.
     pub failed_reconciles: u64,
+    /// Times the leader-election Lease changed hands.
+    pub handovers: u64,
+    /// Acts (API writes, Bolt queries) the leadership oracle judged.
+    pub leader_acts: u64,
+    /// Total time no operator led, in ms.
+    pub leaderless_ms: u64,
     /// Violations.
     pub violations: Vec<Violation>,
     /// The timeline.
@@ -318,10 +324,13 @@ pub fn run(config: &RunConfig) -> RunReport {
     kubelet.store = store;
     let names: Vec<String> = setups.iter().map(|s| s.name.clone()).collect();
     let source = TruthSource::new(api.clone(), kubelet.servers(), kubelet.lost_nodes(), names);
-    let gate = Arc::new(Gate::new(source.clone()));
+    let log = super::operator::SharedLog::default();
+    let gates: Vec<Arc<Gate>> =
+        (0..operator::OPERATOR_HOSTS.len()).map(|by| Arc::new(Gate::new(source.clone(), by, log.clone()))).collect();
     let ledgers: BTreeMap<String, SharedLedger> =
         setups.iter().map(|s| (s.name.clone(), Arc::new(Mutex::new(Ledger::default())))).collect();
-    let mut world = World::new(sim, api.clone(), kubelet, source, gate.clone(), rng.fork(3), setups.clone(), &ledgers);
+    let mut world =
+        World::new(sim, api.clone(), kubelet, source, gates.clone(), log, rng.fork(3), setups.clone(), &ledgers);
     world.lanes.enabled = config.picture;
     world.note(format!(
         "clusters: {}; routing and status claims are judged with a {} s bound, {} s while a fault that slows the \
@@ -344,7 +353,9 @@ pub fn run(config: &RunConfig) -> RunReport {
         super::oracles::LOOSE.as_secs()
     ));
     let backups = super::backups::context(&world.kubelet.store);
-    operator::install(&mut world.sim, api.clone(), clock.clone(), gate.clone(), backups);
+    for gate in gates {
+        operator::install(&mut world.sim, api.clone(), clock.clone(), gate, backups.clone());
+    }
     for setup in &setups {
         let seed = world.rng.next_u64();
         workload::install(&mut world.sim, api.clone(), &setup.name, ledgers[&setup.name].clone(), seed);
@@ -389,6 +400,7 @@ fn drive(world: &mut World<'_>, schedule: &Schedule, config: &RunConfig, clock: 
             world.kubelet.sync(&mut world.sim, &mut world.trace);
         }
         world.crash_if_frozen();
+        world.follow_leadership();
         if !healed {
             while next_fault < schedule.faults.len() && schedule.faults[next_fault].at <= now {
                 let fault = schedule.faults[next_fault].clone();
@@ -401,9 +413,8 @@ fn drive(world: &mut World<'_>, schedule: &Schedule, config: &RunConfig, clock: 
                 world.expire_windows(true);
                 // A pending crash-after-write must not fire in the heal. The per-round looks
                 // stay: a reconcile in flight across the heal still judges by what it saw
-                // (`restart_operator` resets the gate itself when it restarts the process).
-                world.gate.cancel_crash();
-                world.restart_operator();
+                // (`restart_operator` resets a gate itself when it restarts the process).
+                world.restart_operators();
                 world.note("heal: faults stop".to_owned());
             }
         } else {
@@ -453,6 +464,7 @@ fn drive(world: &mut World<'_>, schedule: &Schedule, config: &RunConfig, clock: 
                     world.kubelet.sync(&mut world.sim, &mut world.trace);
                 }
                 world.crash_if_frozen();
+                world.follow_leadership();
                 world.expire_windows(false);
             }
             let now = world.now();
@@ -646,6 +658,9 @@ fn finish(
         ready_to_routable_ms: world.ready_to_routable,
         claim_lag_ms: ms(claim_lag),
         failed_reconciles,
+        handovers: world.leadership.handovers,
+        leader_acts: world.leadership.acts,
+        leaderless_ms: world.downtime.iter().map(|(s, e)| ms(e.saturating_sub(*s))).sum(),
         violations,
         trace: world.trace,
         digest,

@@ -21,6 +21,7 @@ pub mod backups;
 pub mod claims;
 pub mod convergence;
 pub mod economy;
+pub mod leadership;
 pub mod reads;
 pub mod routing;
 pub mod snapshots;
@@ -61,6 +62,9 @@ pub fn justifies_loose(class: FaultClass) -> bool {
             // the operator can look again.
             | FaultClass::NodeLoss
             | FaultClass::AdmissionRefusal
+            // The leader cannot read or write until the link heals or it exits and the
+            // standby takes over (its wait for the Lease is operator downtime, not counted).
+            | FaultClass::OperatorApiPartition
     )
 }
 
