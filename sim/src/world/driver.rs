@@ -498,7 +498,7 @@ impl<'a> World<'a> {
 
     /// Judge what the gate recorded since the last sample.
     fn judge_gate(&mut self, now: Duration) {
-        let log = std::mem::take(&mut *self.log.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let log = super::operator::drain(&self.log);
         for v in self.leadership.judge(&log) {
             self.violate(v);
         }

@@ -191,6 +191,11 @@ pub struct LeaseWrite {
 /// The log the operators' gates share.
 pub type SharedLog = Arc<Mutex<GateLog>>;
 
+/// Take what every gate recorded since the last call.
+pub fn drain(log: &SharedLog) -> GateLog {
+    std::mem::take(&mut *lock(log))
+}
+
 /// Shared between one operator host and the driver.
 pub struct Gate {
     /// Which operator (index into [`OPERATOR_HOSTS`]).
@@ -336,11 +341,6 @@ impl Gate {
     /// at (the heal: the process keeps running).
     pub fn cancel_crash(&self) {
         *lock(&self.crash_after) = None;
-    }
-
-    /// Take what was recorded since the last call.
-    pub fn drain(&self) -> GateLog {
-        std::mem::take(&mut *lock(&self.log))
     }
 
     async fn hold(&self) {
