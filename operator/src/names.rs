@@ -62,6 +62,14 @@ impl Instance {
         }
     }
 
+    /// Parse a status name (`write`, `read-N`) back into an instance.
+    pub fn from_status_name(name: &str) -> Option<Self> {
+        if name == "write" {
+            return Some(Instance::Write);
+        }
+        Self::from_replica_name(&name.replacen("read-", "read_", 1)).filter(|_| name.starts_with("read-"))
+    }
+
     /// Name under which the instance is registered as a replica in Memgraph: `read_N`, or `write`
     /// (after a failover). Memgraph replica names cannot contain `-`.
     pub fn replica_name(self) -> String {
@@ -247,9 +255,11 @@ mod tests {
     fn replica_names_round_trip_and_reject_foreign_names() {
         for instance in [Instance::Write, Instance::Read(0), Instance::Read(7), Instance::Read(31)] {
             assert_eq!(Instance::from_replica_name(&instance.replica_name()), Some(instance));
+            assert_eq!(Instance::from_status_name(&instance.status_name()), Some(instance));
         }
         for foreign in ["read-0", "read_", "read_01", "read_x", "main", "READ_1", "read_+1", ""] {
             assert_eq!(Instance::from_replica_name(foreign), None, "{foreign}");
+            assert_eq!(Instance::from_status_name(&foreign.replace('_', "~")), None, "{foreign}");
         }
     }
 

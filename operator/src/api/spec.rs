@@ -66,6 +66,9 @@ pub struct MemgraphClusterSpec {
     /// Scheduled snapshots of the MAIN and optional upload to S3.
     #[serde(default)]
     pub snapshot: SnapshotSpec,
+    /// Automatic failover: promote a read replica when the MAIN is lost. Off by default.
+    #[serde(default)]
+    pub failover: FailoverSpec,
     /// Live checks the operator runs against the cluster and reports in `status.validation`.
     #[serde(default)]
     pub validation: ValidationSpec,
@@ -423,6 +426,43 @@ impl Default for ReplicationSpec {
 
 fn default_degrade_after() -> i32 {
     30
+}
+
+/// Automatic failover of the MAIN to a read replica.
+///
+/// Memgraph Community has no high availability of its own: without failover, a write pod on a
+/// lost node leaves the cluster without writes until the node returns or a person acts. With
+/// it, the operator promotes a read replica that the MAIN last reported in sync, re-points the
+/// other replicas to it and moves the write Service to it. The old write pod, when it returns,
+/// is demoted and follows the new MAIN as replica `write`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverSpec {
+    /// Promote a read replica when the MAIN has not answered, or its pod has not been Ready, for
+    /// `detectionDelaySeconds`. Default false.
+    #[serde(default)]
+    pub enabled: bool,
+    /// How long the MAIN must stay down before a failover; a fresh probe must confirm it at the
+    /// end. A blip shorter than this never triggers one. Default 5 (Memgraph's own coordinators
+    /// declare an instance down after 5 s).
+    #[serde(default = "default_detection_delay")]
+    #[schemars(range(min = 2, max = 300))]
+    pub detection_delay_seconds: i32,
+    /// Allow promoting a replica that may lack acknowledged writes: an ASYNC replica, or any
+    /// replica when none was last seen in sync in SYNC or STRICT_SYNC mode. Default false: with
+    /// no safe candidate nothing is promoted, and the `FailoverBlocked` condition says why.
+    #[serde(default)]
+    pub allow_data_loss: bool,
+}
+
+impl Default for FailoverSpec {
+    fn default() -> Self {
+        Self { enabled: false, detection_delay_seconds: default_detection_delay(), allow_data_loss: false }
+    }
+}
+
+fn default_detection_delay() -> i32 {
+    5
 }
 
 /// Scheduled snapshots of the MAIN.

@@ -70,6 +70,10 @@ pub struct MemgraphClusterStatus {
     /// Results of the live checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<ValidationStatus>,
+    /// Which instance is the MAIN, failovers in progress and done, and the MAIN's last view
+    /// of its replicas that a failover chooses by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverStatus>,
     /// Actions that keep failing: the operator retries each with backoff and says why here and
     /// in the `ActionsSucceeding` condition.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -79,6 +83,96 @@ pub struct MemgraphClusterStatus {
     /// ReplicationLagAcceptable).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// The MAIN as the operator holds it, and what a failover decides by.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverStatus {
+    /// The instance the operator holds as MAIN: `write` (the write pod) or `read-N` after a
+    /// failover. Only this instance is ever labelled `main`; any other that says it is a MAIN
+    /// is demoted.
+    #[serde(default = "default_main")]
+    pub main: String,
+    /// Counts promotions: each failover or switchover takes the next number, written before its
+    /// first step (Memgraph's own epochs and main UUIDs are not visible through queries).
+    #[serde(default)]
+    pub generation: i64,
+    /// A failover under way: recorded (guarded by the cluster's resourceVersion) before any of
+    /// its steps is taken, so an operator restarted at any step finishes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<FailoverIntent>,
+    /// Since when the MAIN has not answered the operator or its pod has not been Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_down_since: Option<Time>,
+    /// The last failover that completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last: Option<CompletedFailover>,
+    /// The MAIN's last report of each replica (`SHOW REPLICAS`), kept because a replica cannot
+    /// say how up to date it is. Updated whenever a replica's mode or state changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seen: Vec<SeenReplica>,
+}
+
+fn default_main() -> String {
+    "write".to_owned()
+}
+
+/// A failover or switchover under way.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FailoverIntent {
+    /// The generation this promotion takes.
+    pub generation: i64,
+    /// The MAIN being replaced (`write` or `read-N`).
+    pub from: String,
+    /// The replica being promoted.
+    pub to: String,
+    /// When the intent was recorded.
+    pub started_at: Time,
+    /// Why: what the operator saw of the old MAIN, and why this replica.
+    pub reason: String,
+    /// Whether the promoted replica may lack acknowledged writes (`allowDataLoss`).
+    #[serde(default)]
+    pub may_lose_writes: bool,
+}
+
+/// A completed failover.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompletedFailover {
+    /// Its generation.
+    pub generation: i64,
+    /// The old MAIN.
+    pub from: String,
+    /// The new MAIN.
+    pub to: String,
+    /// When it was recorded.
+    pub started_at: Time,
+    /// When the new MAIN was verified and labelled.
+    pub finished_at: Time,
+    /// The old MAIN's last reported commit timestamp of the promoted replica minus its own (0
+    /// when the replica was caught up; negative: transactions that may be lost).
+    #[serde(default)]
+    pub behind: i64,
+}
+
+/// The MAIN's report of one replica, as last seen.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeenReplica {
+    /// Instance (`read-N`, or `write` after a failover).
+    pub name: String,
+    /// Registration mode: `sync`, `async` or `strict_sync`.
+    pub mode: String,
+    /// Replication state: ready, replicating, recovery, invalid or diverged.
+    pub state: String,
+    /// Its last commit timestamp as the MAIN knew it.
+    pub ts: i64,
+    /// That minus the MAIN's (0 when caught up).
+    pub behind: i64,
+    /// When the MAIN reported this.
+    pub seen_at: Time,
 }
 
 /// Results of the live checks of `spec.validation`.

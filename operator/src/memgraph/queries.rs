@@ -55,6 +55,12 @@ pub async fn set_replica_role(bolt: &dyn Bolt, address: &str, port: i32) -> Resu
     run(bolt, address, &format!("SET REPLICATION ROLE TO REPLICA WITH PORT {port}")).await.map(drop)
 }
 
+/// `SET REPLICATION ROLE TO MAIN`: promotes a REPLICA (a new epoch and main UUID in Memgraph;
+/// it takes writes at once, with no replicas until they are registered on it).
+pub async fn set_main_role(bolt: &dyn Bolt, address: &str) -> Result<(), BoltError> {
+    run(bolt, address, "SET REPLICATION ROLE TO MAIN").await.map(drop)
+}
+
 /// `REGISTER REPLICA <name> <mode> TO "<replica_address>"`, run on the MAIN.
 pub async fn register_replica(
     bolt: &dyn Bolt,

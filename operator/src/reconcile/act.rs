@@ -22,7 +22,7 @@ use crate::api::MemgraphClusterStatus;
 use crate::clock::Clock;
 use crate::kube_api::{ClusterEvent, EventType, Kube};
 use crate::memgraph::{self, Bolt, SnapshotOutcome};
-use crate::names::{ClusterNames, Instance, REPLICATION_PORT};
+use crate::names::{ClusterNames, REPLICATION_PORT};
 use k8s_openapi::jiff::Timestamp;
 
 /// What `act` did.
@@ -41,7 +41,6 @@ async fn execute<K: Kube>(
     action: &Action,
 ) -> Result<(), ReconcileError> {
     let ns = names.namespace.as_str();
-    let main = names.bolt_address(Instance::Write);
     match action {
         Action::SetFinalizers { finalizers, resource_version } => {
             kube.set_finalizers(ns, &names.cluster, finalizers, resource_version).await?;
@@ -57,11 +56,13 @@ async fn execute<K: Kube>(
         Action::SetReplicaRole(instance) => {
             memgraph::set_replica_role(bolt, &names.bolt_address(*instance), REPLICATION_PORT).await?;
         }
-        Action::RegisterReplica { instance, mode } => {
+        Action::Promote(instance) => memgraph::set_main_role(bolt, &names.bolt_address(*instance)).await?,
+        Action::RegisterReplica { main, instance, mode } => {
             let address = names.replication_address(*instance);
+            let main = names.bolt_address(*main);
             memgraph::register_replica(bolt, &main, &instance.replica_name(), *mode, &address).await?;
         }
-        Action::DropReplica { name } => memgraph::drop_replica(bolt, &main, name).await?,
+        Action::DropReplica { main, name } => memgraph::drop_replica(bolt, &names.bolt_address(*main), name).await?,
         Action::Label { pod, uid, role, restarts } => {
             let labels = crate::reconcile::guard::role_labels(role.as_deref(), *restarts);
             kube.patch_pod_labels(ns, pod, uid, &labels).await?;
@@ -220,9 +221,14 @@ pub async fn write_status<K: Kube>(
         }
     }
     // Claiming a tick or recording a backup is scheduled work: it must not happen twice.
+    // So is a failover's step: two operators' views must not record two different intents.
+    let failover_step = |s: &MemgraphClusterStatus| {
+        s.failover.as_ref().map(|f| (f.generation, f.main.clone(), f.intent.as_ref().map(|i| i.generation)))
+    };
     let claims_tick = status.last_snapshot_tick != obs.status.last_snapshot_tick
         || status.backups.as_ref().and_then(|b| b.running.as_ref())
-            != obs.status.backups.as_ref().and_then(|b| b.running.as_ref());
+            != obs.status.backups.as_ref().and_then(|b| b.running.as_ref())
+        || failover_step(&status) != failover_step(&obs.status);
     let mut executed = 0;
     if status != obs.status {
         // A status claiming a tick or recording a backup is written only over the view it was
@@ -423,10 +429,11 @@ impl std::fmt::Debug for ActionName<'_> {
             Action::Apply(o) => write!(f, "Apply {:?} {}", o.key().kind, o.key().name),
             Action::Delete(k) => write!(f, "Delete {:?} {}", k.kind, k.name),
             Action::SetReplicaRole(i) => write!(f, "SetReplicaRole {}", i.replica_name()),
-            Action::RegisterReplica { instance, mode } => {
-                write!(f, "RegisterReplica {} {}", instance.replica_name(), mode.as_cypher())
+            Action::Promote(i) => write!(f, "Promote {}", i.replica_name()),
+            Action::RegisterReplica { main, instance, mode } => {
+                write!(f, "RegisterReplica {} {} on {}", instance.replica_name(), mode.as_cypher(), main.replica_name())
             }
-            Action::DropReplica { name } => write!(f, "DropReplica {name}"),
+            Action::DropReplica { main, name } => write!(f, "DropReplica {name} on {}", main.replica_name()),
             Action::Label { pod, role, .. } => write!(f, "Label {pod} {}", role.as_deref().unwrap_or("(none)")),
             Action::SetFinalizers { .. } => write!(f, "SetFinalizers"),
             Action::CreateSnapshot { .. } => write!(f, "CreateSnapshot"),

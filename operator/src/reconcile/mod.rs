@@ -219,7 +219,7 @@ async fn start_job<K: Kube>(
     let names = crate::names::ClusterNames::new(observed.cluster.name.clone(), observed.cluster.namespace.clone());
     Some(snapshot_job::SnapshotJob {
         cluster: uid.to_owned(),
-        address: names.bolt_address(crate::names::Instance::Write),
+        address: names.bolt_address(plan::main_instance_in(written)),
         tick,
         backup,
         version: crate::version::MemgraphVersion::from_image(&observed.spec.write.image),
@@ -309,7 +309,10 @@ pub async fn reconcile<K: Kube>(
             }
         }
         let changed = plan.actions.iter().any(Action::changes_replication);
-        let last = round >= MAX_ROUNDS || !(changed || plan.settling) || started.elapsed() > SETTLE_BUDGET;
+        let last = round >= MAX_ROUNDS
+            || !(changed || plan.settling)
+            || started.elapsed() > SETTLE_BUDGET
+            || plan.record_first;
         if !last {
             let report =
                 act(kube, bolt, &observed, &plan.actions, Phase::All).instrument(tracing::info_span!("act")).await;

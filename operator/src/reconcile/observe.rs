@@ -147,9 +147,11 @@ pub async fn observe<K: Kube>(
     // Memgraph: every ready instance at once (only the write pod while deleting), so one that
     // hangs costs the reconcile one probe timeout, not one per instance. Read pods are asked
     // for their replicas only when they unexpectedly are MAIN.
+    let status = cluster.status.clone().unwrap_or_default();
+    let held_as_main = super::plan::main_instance_in(&status);
     let asked: Vec<(Instance, String)> = pods
         .iter()
-        .filter(|(instance, pod)| pod.ready && !pod.terminating && (!meta.deleting || **instance == Instance::Write))
+        .filter(|(instance, pod)| pod.ready && !pod.terminating && (!meta.deleting || **instance == held_as_main))
         .map(|(instance, _)| (*instance, names.bolt_address(*instance)))
         .collect();
     let version = crate::version::MemgraphVersion::from_image(&spec.write.image);
@@ -166,17 +168,17 @@ pub async fn observe<K: Kube>(
     // (2.21–3.0 block `SHOW REPLICAS` on an unreachable replica): holding data is then what
     // shows it is not an empty MAIN.
     let main_without_replicas = matches!(
-        pods.get(&Instance::Write).map(|p| &p.memgraph),
+        pods.get(&held_as_main).map(|p| &p.memgraph),
         Some(MemgraphState::Main { replicas: Some(Ok(rows)), .. }) if rows.is_empty()
     ) || matches!(
-        pods.get(&Instance::Write).map(|p| &p.memgraph),
+        pods.get(&held_as_main).map(|p| &p.memgraph),
         Some(MemgraphState::Main { replicas: Some(Err(_)), .. })
     );
     // A write pod that cannot report on its replicas at all (not ready, not answering, not a
     // MAIN): the replicas' counts, compared with each other, still show one that stopped
     // following (see `progress`).
-    let main_silent = !matches!(pods.get(&Instance::Write).map(|p| &p.memgraph), Some(MemgraphState::Main { .. }));
-    let read_pods = pods.keys().any(|i| matches!(i, Instance::Read(_)));
+    let main_silent = !matches!(pods.get(&held_as_main).map(|p| &p.memgraph), Some(MemgraphState::Main { .. }));
+    let read_pods = pods.keys().any(|i| *i != held_as_main);
     if (main_without_replicas || main_silent) && read_pods && !meta.deleting {
         let counted: Vec<Instance> = pods
             .iter()
@@ -197,7 +199,7 @@ pub async fn observe<K: Kube>(
     Ok(Observed {
         cluster: meta,
         spec,
-        status: cluster.status.clone().unwrap_or_default(),
+        status,
         objects,
         storage,
         pods,

@@ -69,7 +69,7 @@ impl Progress {
     pub fn note(&self, obs: &mut Observed, now: Timestamp) {
         let Ok(mut tracks) = self.tracks.lock() else { return };
         let uid = obs.cluster.uid.clone();
-        let main = obs.pods.get(&Instance::Write).map(|p| &p.memgraph);
+        let main = obs.pods.get(&super::plan::main_instance(obs)).map(|p| &p.memgraph);
         // The MAIN's registrations are the better evidence; without them, its count, and
         // without that, what the other replicas hold.
         let main_count = match main {

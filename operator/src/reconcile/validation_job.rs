@@ -131,7 +131,7 @@ async fn read_until_seen(
 }
 
 async fn probe(bolt: &dyn Bolt, names: &ClusterNames, claim: &ProbeClaim) -> ProbeDone {
-    let main = names.bolt_address(crate::names::Instance::Write);
+    let main = names.bolt_address(claim.main);
     // Test nodes a crash left behind go first; failures here are retried at the end.
     let _ = memgraph::remove_test_nodes(bolt, &main).await;
     let write = write_outcome(memgraph::write_test_node(bolt, &main, &claim.id).await, claim.mode);

@@ -117,10 +117,11 @@ fn stats(values: &[u64]) -> String {
     let mean = sorted.iter().sum::<u64>() as f64 / sorted.len() as f64;
     let p = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
     format!(
-        "mean {:.1} s, p50 {:.1} s, p95 {:.1} s, max {:.1} s",
+        "mean {:.1} s, p50 {:.1} s, p95 {:.1} s, p99 {:.1} s, max {:.1} s",
         mean / 1000.0,
         p(0.5) as f64 / 1000.0,
         p(0.95) as f64 / 1000.0,
+        p(0.99) as f64 / 1000.0,
         p(1.0) as f64 / 1000.0
     )
 }
@@ -185,6 +186,40 @@ fn summary(reports: &[RunReport], wall: Duration, jobs: usize) {
         println!(
             "  {mode:<12} {lost} of {acked} ({lost_protected} of the {protected} acknowledged while a sync replica was in sync)"
         );
+    }
+    println!(
+        "failover: losses of the MAIN (main-kill, main-node-loss, main-partition-replicas) and what clients saw, \
+         by mode; RTO from the loss to the next acknowledged write through the write Service, RPO the acknowledged \
+         writes the final MAIN lacks (goal: RPO 0 for SYNC and STRICT_SYNC, RTO within the {} s detection delay + 2 s)",
+        sim::world::clusters::FAILOVER_DELAY_SECONDS
+    );
+    for failover in [true, false] {
+        for mode in ["ASYNC", "SYNC", "STRICT_SYNC"] {
+            let of_mode: Vec<_> =
+                clusters.iter().filter(|c| c.setup.mode == mode && c.setup.failover == failover).collect();
+            let recoveries: Vec<_> = of_mode.iter().flat_map(|c| c.recoveries.iter()).collect();
+            // Losses shorter than the detection delay recover by themselves; the RTO of a
+            // failover is measured over the losses long enough to need one.
+            let long = Duration::from_secs(sim::world::clusters::FAILOVER_DELAY_SECONDS + 2);
+            let needing: Vec<_> =
+                recoveries.iter().filter(|r| r.lasted_ms >= u64::try_from(long.as_millis()).unwrap_or(0)).collect();
+            let rtos: Vec<u64> = needing.iter().filter_map(|r| r.rto_ms).collect();
+            let failed_over = needing.iter().filter(|r| r.failed_over).count();
+            let lost: usize = of_mode.iter().map(|c| c.rpo.lost).sum();
+            let window = of_mode.iter().map(|c| c.rpo.window_ms).max().unwrap_or(0);
+            println!(
+                "  {:<8} {mode:<12} {} clusters, {} losses ({} lasting {} s or more, {failed_over} failed over, {} \
+                 never recovered); RTO {}; RPO {lost} writes, widest window {:.1} s",
+                if failover { "failover" } else { "no-fo" },
+                of_mode.len(),
+                recoveries.len(),
+                needing.len(),
+                long.as_secs(),
+                needing.len() - rtos.len(),
+                stats(&rtos),
+                window as f64 / 1000.0
+            );
+        }
     }
     println!(
         "reconcile economy         {:.1} reconciles per cluster-minute, {:.2} API writes per reconcile, {self_triggered} \

@@ -48,6 +48,8 @@ pub struct Setup {
     pub replicas: i32,
     /// Backups to the world's object store (`spec.snapshot.s3`).
     pub backups: bool,
+    /// Automatic failover (`spec.failover.enabled`, the default detection delay).
+    pub failover: bool,
 }
 
 impl Setup {
@@ -64,6 +66,7 @@ impl Setup {
                 "read": {"replicas": self.replicas},
                 "replication": {"mode": self.mode, "dataDurability": self.durability},
                 "snapshot": self.snapshot(),
+                "failover": {"enabled": self.failover, "detectionDelaySeconds": FAILOVER_DELAY_SECONDS},
             },
         })
     }
@@ -85,6 +88,16 @@ impl Setup {
                 "retentionDays": 1,
             },
         })
+    }
+}
+
+/// The detection delay of the clusters with failover (the spec's default).
+pub const FAILOVER_DELAY_SECONDS: u64 = 5;
+
+/// Which clusters fail over automatically: half of them, drawn from a stream of their own.
+pub fn draw_failover(rng: &mut Rng, setups: &mut [Setup]) {
+    for setup in setups.iter_mut() {
+        setup.failover = rng.chance(0.5);
     }
 }
 
@@ -134,6 +147,7 @@ pub fn draw(rng: &mut Rng, count: Option<usize>, replicas: i32) -> Vec<Setup> {
                 schedule: schedule.to_owned(),
                 replicas: if i == 0 { replicas } else { 2 },
                 backups: false,
+                failover: false,
             }
         })
         .collect()

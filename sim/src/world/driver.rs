@@ -78,8 +78,14 @@ pub struct ClusterState {
     pub cost: Cost,
     /// The write pod lost its volume during the run.
     pub volume_lost: bool,
+    /// Failover oracle: the MAIN's health and the promotions sent.
+    pub failover: super::oracles::failover::FailoverTruth,
+    /// Every pod that was the MAIN the cluster held during the run.
+    pub mains: std::collections::BTreeSet<String>,
     /// Since when the status has said the MAIN lost its data.
     pub lost_data_since: Option<Duration>,
+    /// Since when the status has said a replica diverged.
+    pub diverged_since: Option<Duration>,
     /// A person is restoring the write volume from this replica (stopped, pod uid when stopped).
     pub restoring: Option<(String, Value)>,
     /// When it converged after the heal phase.
@@ -184,8 +190,11 @@ impl<'a> World<'a> {
                     economy: Economy::default(),
                     cost: Cost::default(),
                     volume_lost: false,
+                    failover: Default::default(),
+                    mains: Default::default(),
                     backups: Default::default(),
                     lost_data_since: None,
+                    diverged_since: None,
                     restoring: None,
                     converged_at: None,
                     not_converged: String::new(),
@@ -590,9 +599,16 @@ impl<'a> World<'a> {
                 .filter(|q| q.cluster == *name)
                 .map(|q| (q.address.clone(), q.query.clone()))
                 .collect();
-            found.extend(c.routing.queries(now, name, &queries));
-            let main = ClusterNames::new(name.clone(), NAMESPACE).bolt_address(Instance::Write);
-            c.snapshots.issued += queries.iter().filter(|(a, q)| *a == main && q == "CREATE SNAPSHOT").count() as u64;
+            found.extend(c.routing.queries(now, name, &queries, c.setup.failover));
+            let promoted =
+                log.queries.iter().filter(|q| q.cluster == *name && q.query == "SET REPLICATION ROLE TO MAIN");
+            for q in promoted {
+                let pod = q.address.split('.').next().unwrap_or_default().to_owned();
+                c.failover.promotions.push((q.at_ms, pod));
+            }
+            let delay = Duration::from_secs(super::clusters::FAILOVER_DELAY_SECONDS);
+            found.extend(c.failover.judge_promotions(name, delay));
+            c.snapshots.issued += queries.iter().filter(|(_, q)| q == "CREATE SNAPSHOT").count() as u64;
             for write in log.writes.iter().filter(|w| w.cluster == *name) {
                 c.cost.api_writes += 1;
                 if disturbed_at.get(&(name.clone(), write.at_ms)).copied().unwrap_or(true) {
@@ -662,11 +678,15 @@ impl<'a> World<'a> {
                 .any(|(_, _, end, t)| *end == Duration::MAX && t.as_deref().is_none_or(|t| t == name));
             let operator_up = self.operator_up_since.is_some();
             let operator_cut_off = self.history.iter().any(|(class, _, end, t)| {
-                matches!(class, FaultClass::PartitionOperator | FaultClass::PartitionOneWay)
-                    && *end == Duration::MAX
+                matches!(
+                    class,
+                    FaultClass::PartitionOperator | FaultClass::PartitionOneWay | FaultClass::MainPartitionOperator
+                ) && *end == Duration::MAX
                     && t.as_deref().is_none_or(|t| t == name)
             });
             let Some(state) = self.clusters.get_mut(name) else { continue };
+            state.failover.sample(now, name, c, operator_cut_off);
+            state.mains.insert(c.main_pod(name));
             found.extend(state.routing.check(&cond, now, step, name, c));
             found.extend(state.availability.check(&cond, now, step, name, c, self.rows_blocked.contains(name)));
             found.extend(state.status.check(&cond, now, step, name, c, invalid));
@@ -705,6 +725,7 @@ impl<'a> World<'a> {
             self.violate(v);
         }
         self.restore_lost_mains(now, &truth);
+        self.wipe_diverged(now, &truth);
         self.last = truth;
     }
 
@@ -716,6 +737,40 @@ impl<'a> World<'a> {
                 && !server.is_replication_blocked()
             {
                 server.set_replication_blocked(true);
+            }
+        }
+    }
+
+    /// What a person does about `ReplicaDiverged`, as the condition tells them (after a failover
+    /// an old MAIN may hold writes its clients sent after the promotion, which no acknowledged
+    /// write depends on): delete the diverged replica's volume and pod, so it starts empty and
+    /// replicates from the MAIN.
+    fn wipe_diverged(&mut self, now: Duration, truth: &Truth) {
+        let names: Vec<String> = self.clusters.keys().cloned().collect();
+        for cluster in names {
+            let Some(c) = truth.clusters.get(&cluster) else { continue };
+            let Some(state) = self.clusters.get_mut(&cluster) else { continue };
+            let diverged =
+                c.status.as_ref().and_then(|s| s["conditions"].as_array()).is_some_and(|cs| {
+                    cs.iter().any(|c| c["type"] == "DataDivergence" && c["reason"] == "ReplicaDiverged")
+                });
+            state.diverged_since = if diverged { state.diverged_since.or(Some(now)) } else { None };
+            if !state.diverged_since.is_some_and(|s| now >= s + PERSON_REACTS) {
+                continue;
+            }
+            state.diverged_since = None;
+            let names = ClusterNames::new(cluster.clone(), NAMESPACE);
+            let pods: Vec<String> = c
+                .rows
+                .iter()
+                .filter(|(_, r)| r.state == Some(fake_memgraph::ReplicaState::Diverged))
+                .filter_map(|(name, _)| Instance::from_replica_name(name).map(|i| names.pod(i)))
+                .filter(|pod| !self.kubelet.on_lost_node(pod))
+                .collect();
+            for pod in pods {
+                self.kubelet.volume(NAMESPACE, &format!("data-{pod}")).wipe();
+                self.kubelet.crash(&mut self.sim, NAMESPACE, &pod, &mut self.trace);
+                self.note(format!("a person deletes the volume of the diverged replica {pod} and restarts it"));
             }
         }
     }

@@ -75,11 +75,20 @@ pub enum FaultClass {
     StoreFault,
     /// Kill the write pod's backup agent (mid-upload, if one runs); its container restarts.
     AgentKill,
+    /// Crash the MAIN's container (the write pod, or the replica a failover promoted).
+    MainKill,
+    /// Lose the MAIN's node (as `node-loss`, aimed at the MAIN): what failover is for.
+    MainNodeLoss,
+    /// Partition the operators from the MAIN only: clients and replicas still reach it.
+    MainPartitionOperator,
+    /// Partition the MAIN from every other pod (its replicas and the clients) while the
+    /// operators still reach it.
+    MainPartitionReplicas,
 }
 
 impl FaultClass {
     /// Every class.
-    pub const ALL: [FaultClass; 28] = [
+    pub const ALL: [FaultClass; 32] = [
         FaultClass::PodKill,
         FaultClass::PodDelete,
         FaultClass::VolumeLoss,
@@ -108,6 +117,10 @@ impl FaultClass {
         FaultClass::AgentKill,
         FaultClass::OperatorApiPartition,
         FaultClass::OperatorRollout,
+        FaultClass::MainKill,
+        FaultClass::MainNodeLoss,
+        FaultClass::MainPartitionOperator,
+        FaultClass::MainPartitionReplicas,
     ];
 
     /// Command-line name (`pod-kill`, ...).
@@ -141,6 +154,10 @@ impl FaultClass {
             FaultClass::StorageChange => "storage-change",
             FaultClass::StoreFault => "store-fault",
             FaultClass::AgentKill => "agent-kill",
+            FaultClass::MainKill => "main-kill",
+            FaultClass::MainNodeLoss => "main-node-loss",
+            FaultClass::MainPartitionOperator => "main-partition-operator",
+            FaultClass::MainPartitionReplicas => "main-partition-replicas",
         }
     }
 }
@@ -221,7 +238,7 @@ impl Schedule {
             };
             // A lost node stays lost for up to two minutes; other windows last 1 to 16 s.
             let lasts = match class {
-                FaultClass::NodeLoss => Duration::from_millis(20_000 + rng.below(100_000)),
+                FaultClass::NodeLoss | FaultClass::MainNodeLoss => Duration::from_millis(20_000 + rng.below(100_000)),
                 _ => Duration::from_millis(1_000 + rng.below(15_000)),
             };
             faults.push(Fault { at, class, pick: rng.next_u64(), lasts });

@@ -86,7 +86,8 @@ impl World<'_> {
         let pick = fault.pick >> 4;
         let pods: Vec<String> = self.pods_of(&cluster).into_iter().filter(|p| !self.kubelet.on_lost_node(p)).collect();
         let reads: Vec<String> = pods.iter().filter(|p| p.contains("-read-")).cloned().collect();
-        let write = write_pod(&cluster);
+        // The MAIN as the cluster holds it: the write pod, or the replica a failover promoted.
+        let write = self.source.cluster(&cluster).main_pod(&cluster);
         let write_host = self.host(&write);
         let (what, undo, target) = match fault.class {
             FaultClass::PodKill => {
@@ -303,8 +304,47 @@ impl World<'_> {
                 self.edit_spec(&cluster, |s| s["write"]["image"] = json!(image));
                 (format!("change image to {image}"), Undo::Nothing, Some(cluster.clone()))
             }
-            FaultClass::NodeLoss => {
-                let Some(pod) = Self::pick(&pods, pick).cloned() else { return false };
+            FaultClass::MainKill => {
+                if !pods.contains(&write) || !self.kubelet.crash(&mut self.sim, NAMESPACE, &write, &mut self.trace) {
+                    return false;
+                }
+                (format!("kill the MAIN {write}"), Undo::Nothing, Some(cluster.clone()))
+            }
+            FaultClass::MainPartitionOperator | FaultClass::MainPartitionReplicas => {
+                if !pods.contains(&write) || !self.kubelet.hosts().contains(&write_host) {
+                    return false;
+                }
+                let peers: Vec<String> = if fault.class == FaultClass::MainPartitionOperator {
+                    OPERATOR_HOSTS.iter().map(|h| (*h).to_owned()).collect()
+                } else {
+                    let mut peers: Vec<String> = self.setups.iter().map(|s| workload::host_name(&s.name)).collect();
+                    peers.extend(self.kubelet.hosts().into_iter().filter(|h| *h != write_host));
+                    peers
+                };
+                let mut undo = Vec::new();
+                for peer in &peers {
+                    if fault.class == FaultClass::MainPartitionOperator {
+                        // As `partition-operator`: the operators' probes fail.
+                        self.sim.partition(write_host.clone(), peer.clone());
+                        undo.push(Undo::Repair(write_host.clone(), peer.clone()));
+                    } else {
+                        // Held, not dropped, as for the replication partitions: TCP delivers on heal.
+                        self.sim.hold(write_host.clone(), peer.clone());
+                        undo.push(Undo::Release(write_host.clone(), peer.clone()));
+                    }
+                }
+                let whom = if fault.class == FaultClass::MainPartitionOperator {
+                    "the operators"
+                } else {
+                    "its replicas and the clients"
+                };
+                let what = format!("partition the MAIN {write} from {whom} for {} s", fault.lasts.as_secs());
+                (what, Undo::All(undo), Some(cluster.clone()))
+            }
+            FaultClass::NodeLoss | FaultClass::MainNodeLoss => {
+                let chosen =
+                    if fault.class == FaultClass::MainNodeLoss { Some(&write) } else { Self::pick(&pods, pick) };
+                let Some(pod) = chosen.filter(|p| pods.contains(p)).cloned() else { return false };
                 let host = self.host(&pod);
                 if !self.kubelet.hosts().contains(&host) {
                     return false;

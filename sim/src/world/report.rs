@@ -41,6 +41,10 @@ pub struct ClusterReport {
     pub cost: Cost,
     /// Time from the end of the faults until it equalled a fresh deploy.
     pub convergence_ms: Option<u64>,
+    /// Each loss of the MAIN and the time until a write was acknowledged again.
+    pub recoveries: Vec<super::oracles::failover::Recovery>,
+    /// Acknowledged writes lost.
+    pub rpo: super::oracles::failover::Rpo,
 }
 
 /// The picture's lanes, sampled as the run goes (only when a picture is wanted).

@@ -14,14 +14,14 @@ use super::driver::World;
 use super::faults::{FaultClass, Schedule};
 use super::operator::{self, Gate};
 use super::oracles::availability::{outages, served};
-use super::oracles::{Violation, ms, reads, writes};
+use super::oracles::{Violation, failover, ms, reads, writes};
 use super::picture::{MarkKind, Picture};
 use super::pods::Kubelet;
 use super::report::ClusterReport;
 use super::rng::Rng;
 use super::time::SimClock;
 use super::trace::Trace;
-use super::truth::{TruthSource, read_pod, write_pod};
+use super::truth::{TruthSource, write_pod};
 use super::workload::{self, Kind, Ledger, SharedLedger};
 use crate::apiserver::ApiServer;
 
@@ -292,6 +292,7 @@ pub fn run(config: &RunConfig) -> RunReport {
         .unwrap_or_else(|| Schedule::generate(&mut rng.fork(1), config.duration, &config.classes, config.every_class));
     let mut setups = clusters::draw(&mut rng.fork(4), config.clusters, config.replicas);
     clusters::draw_backups(&mut rng.fork(5), &mut setups);
+    clusters::draw_failover(&mut rng.fork(6), &mut setups);
     let clock = SimClock::default();
     let api = ApiServer::new(Arc::new(clock.clone()));
     let sim = turmoil::Builder::new()
@@ -572,13 +573,16 @@ fn finish(
         }
         // Acknowledged writes against the final MAIN and the replicas in sync with it.
         let truth = world.source.cluster(name);
-        let write = write_pod(name);
+        let write = truth.main_pod(name);
         let main_server = world.source.server(&write).filter(|s| s.role() == Role::Main);
         let main_ids = main_server.as_ref().map(written_ids);
-        let replica_ids: Vec<(String, BTreeSet<i64>)> = (0..truth.desired())
-            .filter(|i| truth.replica_usable(name, *i))
+        let names = memgraph_operator::names::ClusterNames::new(name.clone(), NAMESPACE);
+        let replica_ids: Vec<(String, BTreeSet<i64>)> = truth
+            .replica_instances(name)
+            .into_iter()
+            .filter(|i| truth.instance_usable(name, *i))
             .filter_map(|i| {
-                let pod = read_pod(name, i);
+                let pod = names.pod(i);
                 world.source.server(&pod).map(|s| (pod, written_ids(&s)))
             })
             .collect();
@@ -589,8 +593,27 @@ fn finish(
         violations.extend(found);
         let cond = world.conditions(name);
         let excused = world.excused(name);
-        let (freshness, found) = reads::judge(name, &ledger, &write, &lost, &cond, &excused, &world.starts);
+        // Every MAIN of the run wrote the cluster's history.
+        let mut mains = state.mains.clone();
+        mains.insert(write.clone());
+        let mains: Vec<String> = mains.into_iter().collect();
+        let (freshness, found) = reads::judge(name, &ledger, &mains, &lost, &cond, &excused, &world.starts);
         violations.extend(found);
+        violations.extend(failover::split_brain(name, &ledger.acked, &state.failover.promotions));
+        let losses: Vec<(String, Duration, Duration)> = world
+            .history
+            .iter()
+            .filter(|(class, _, _, t)| {
+                matches!(class, FaultClass::MainKill | FaultClass::MainNodeLoss | FaultClass::MainPartitionReplicas)
+                    && t.as_deref() == Some(name.as_str())
+            })
+            .map(|(class, start, end, _)| {
+                let end = (*end).min(Duration::from_millis(end_ms));
+                (class.name().to_owned(), *start, end.saturating_sub(*start))
+            })
+            .collect();
+        let recoveries = failover::recoveries(&losses, &ledger.acked, &state.failover.promotions);
+        let rpo = failover::rpo(&ledger.acked, &lost);
         let (snapshots, found) = state.snapshots.judge(name, end_ms);
         violations.extend(found);
         let backups = setup.backups.then(|| {
@@ -633,6 +656,8 @@ fn finish(
             backups,
             cost: economy_cost(state),
             convergence_ms: state.converged_at.map(ms),
+            recoveries,
+            rpo,
         });
     }
     violations.sort_by_key(|v| v.at_ms);

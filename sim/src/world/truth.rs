@@ -83,6 +83,10 @@ pub struct ClusterTruth {
     pub spec: Option<Value>,
     /// `metadata.generation` of the cluster.
     pub generation: i64,
+    /// The pod whose Memgraph is the cluster's MAIN: the write pod, or the read pod a failover
+    /// promotes or promoted (`status.failover`: the intent's target, else `main`). Its history
+    /// is the cluster's; any other MAIN is an old one.
+    pub main: String,
 }
 
 /// The world at one instant, by cluster name.
@@ -118,32 +122,53 @@ impl ClusterTruth {
         self.spec.as_ref().and_then(|s| s["replication"]["mode"].as_str()).unwrap_or("ASYNC").to_ascii_lowercase()
     }
 
-    /// The write pod, if it exists.
+    /// The pod held as MAIN (see [`ClusterTruth::main`]), if it exists. Before the first
+    /// sample of the cluster's status this is the write pod.
     pub fn write<'a>(&'a self, cluster: &str) -> Option<&'a PodTruth> {
-        self.pods.get(&write_pod(cluster))
+        self.pods.get(&self.main_pod(cluster))
     }
 
-    /// The write pod is a MAIN with no registrations that holds less than a read pod: its volume
+    /// The name of the pod held as MAIN.
+    pub fn main_pod(&self, cluster: &str) -> String {
+        if self.main.is_empty() { write_pod(cluster) } else { self.main.clone() }
+    }
+
+    /// The instances that should be replicas: the wanted read pods and, after a failover, the
+    /// write pod; never the MAIN.
+    pub fn replica_instances(&self, cluster: &str) -> Vec<Instance> {
+        let names = ClusterNames::new(cluster, NAMESPACE);
+        let main = self.main_pod(cluster);
+        std::iter::once(Instance::Write)
+            .chain((0..self.desired()).map(Instance::Read))
+            .filter(|i| names.pod(*i) != main)
+            .collect()
+    }
+
+    /// The MAIN is a MAIN with no registrations that holds less than another pod: its volume
     /// was lost (or refilled from an older copy), and routing writes to it would start a new
-    /// history beside the one the read pod holds.
+    /// history beside the one the other pod holds.
     pub fn main_lost_data(&self, cluster: &str) -> bool {
-        let Some(main) = self.write(cluster).filter(|p| p.role == Some(Role::Main)) else { return false };
-        self.rows.is_empty()
-            && self.pods.iter().any(|(name, p)| read_index(cluster, name).is_some() && p.nodes > main.nodes)
+        let main_pod = self.main_pod(cluster);
+        let Some(main) = self.pods.get(&main_pod).filter(|p| p.role == Some(Role::Main)) else { return false };
+        self.rows.is_empty() && self.pods.iter().any(|(name, p)| *name != main_pod && p.nodes > main.nodes)
     }
 
-    /// The write pod can take writes with its data: ready, a running MAIN, not frozen, not empty
+    /// The MAIN can take writes with its data: ready, a running MAIN, not frozen, not empty
     /// while replicas hold data.
     pub fn write_usable(&self, cluster: &str) -> bool {
         self.write(cluster).is_some_and(|p| p.usable() && p.role == Some(Role::Main) && !self.main_lost_data(cluster))
     }
 
-    /// Read pod `index` serves what the MAIN has: wanted, ready, a REPLICA of the write pod's
-    /// MAIN, registered at its address and in sync.
+    /// Read pod `index` serves what the MAIN has (see [`ClusterTruth::instance_usable`]).
     pub fn replica_usable(&self, cluster: &str, index: u32) -> bool {
+        index < self.desired() && self.instance_usable(cluster, Instance::Read(index))
+    }
+
+    /// `instance` serves what the MAIN has: not the MAIN, ready, a REPLICA of the MAIN,
+    /// registered at its address and in sync.
+    pub fn instance_usable(&self, cluster: &str, instance: Instance) -> bool {
         let names = ClusterNames::new(cluster, NAMESPACE);
-        let instance = Instance::Read(index);
-        index < self.desired()
+        names.pod(instance) != self.main_pod(cluster)
             && self.pods.get(&names.pod(instance)).is_some_and(|p| p.usable() && p.follows_main)
             && self
                 .rows
@@ -151,9 +176,9 @@ impl ClusterTruth {
                 .is_some_and(|r| r.healthy() && r.address == names.replication_address(instance))
     }
 
-    /// Read replicas that are usable right now.
+    /// Replicas that are usable right now.
     pub fn usable_replicas(&self, cluster: &str) -> usize {
-        (0..self.desired()).filter(|i| self.replica_usable(cluster, *i)).count()
+        self.replica_instances(cluster).into_iter().filter(|i| self.instance_usable(cluster, *i)).count()
     }
 
     /// Whether some sync-mode registration is in sync: a write acknowledged now is on it too.
@@ -221,7 +246,18 @@ impl TruthSource {
                 },
             )
         });
-        let main = self.server(&write_pod(cluster)).filter(|s| s.role() == Role::Main);
+        self.api.with_object(&Key::new("MemgraphCluster", NAMESPACE, cluster), |object| {
+            truth.status = Some(object["status"].clone());
+            truth.spec = Some(object["spec"].clone());
+            truth.generation = object["metadata"]["generation"].as_i64().unwrap_or(0);
+        });
+        // As the operator holds it: the target of a failover under way, else the last one's.
+        let failover = truth.status.as_ref().map(|s| &s["failover"]);
+        let held = failover
+            .and_then(|f| f["intent"]["to"].as_str().or(f["main"].as_str()))
+            .and_then(Instance::from_status_name);
+        truth.main = ClusterNames::new(cluster, NAMESPACE).pod(held.unwrap_or(Instance::Write));
+        let main = self.server(&truth.main).filter(|s| s.role() == Role::Main);
         let main_uuid = main.as_ref().map(ServerHandle::main_uuid);
         for (name, label, ready, terminating) in pods {
             let server = self.server(&name);
@@ -255,11 +291,6 @@ impl TruthSource {
                 );
             }
         }
-        self.api.with_object(&Key::new("MemgraphCluster", NAMESPACE, cluster), |object| {
-            truth.status = Some(object["status"].clone());
-            truth.spec = Some(object["spec"].clone());
-            truth.generation = object["metadata"]["generation"].as_i64().unwrap_or(0);
-        });
         truth
     }
 }

@@ -73,7 +73,10 @@ pub(super) fn plan_backup(p: &mut Planner<'_>, facts: &Facts) {
         }
     }
     let scheduled = p.actions.iter().any(|a| matches!(a, Action::CreateSnapshot { .. }));
-    if b.running.is_none() && !p.obs.snapshot_running {
+    // The backup agent runs beside the write pod: after a failover to a read pod, its snapshots
+    // are not there to upload, and backups wait until the write pod is the MAIN again.
+    let agent_on_main = facts.main_instance == crate::names::Instance::Write;
+    if b.running.is_none() && !p.obs.snapshot_running && agent_on_main {
         let request = p.obs.cluster.backup_request.clone().filter(|r| b.last_request.as_ref() != Some(r));
         let trigger = if scheduled {
             Some("schedule")

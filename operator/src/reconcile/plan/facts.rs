@@ -18,7 +18,7 @@ use crate::memgraph::{ReplicaRow, ReplicaStatus};
 use crate::names::{ClusterNames, Instance};
 use crate::reconcile::observed::{MemgraphState, ObjectKey, ObjectKind, Observed, PodState};
 
-/// The write instance.
+/// The instance the operator holds as MAIN (the write pod, or the replica a failover promoted).
 #[derive(Debug, Clone, PartialEq)]
 pub enum MainFacts {
     /// No pod, or the pod is not ready or terminating.
@@ -119,10 +119,13 @@ pub struct ReplicaFacts {
 pub struct Facts {
     /// The spec passed every check.
     pub spec_valid: bool,
-    /// The write instance.
+    /// The instance held as MAIN (see [`main_instance`]).
+    pub main_instance: Instance,
+    /// What it is.
     pub main: MainFacts,
-    /// Read replicas by index: every desired one, and any that still exists or is registered.
-    pub replicas: BTreeMap<u32, ReplicaFacts>,
+    /// Every other instance by name: each desired replica (the read pods, and the write pod
+    /// after a failover), and any read pod that still exists or is registered.
+    pub replicas: BTreeMap<Instance, ReplicaFacts>,
     /// Rows on the MAIN whose names are not replicas this cluster wants.
     pub unwanted_rows: Vec<ReplicaRow>,
 }
@@ -130,14 +133,25 @@ pub struct Facts {
 impl Facts {
     /// Whether some desired replica other than `index` is registered in the spec's (sync) mode
     /// and in sync: it keeps acknowledged writes durable while `index` catches up as ASYNC.
-    pub fn durable_without(&self, index: u32) -> bool {
-        self.replicas.iter().any(|(i, r)| *i != index && r.desired && r.in_sync && r.mode_ok)
+    pub fn durable_without(&self, instance: Instance) -> bool {
+        self.replicas.iter().any(|(i, r)| *i != instance && r.desired && r.in_sync && r.mode_ok)
     }
 }
 
-/// `SHOW REPLICAS` of the write pod when it is a reachable MAIN.
+/// The instance the operator holds as MAIN: the target of a failover under way, else the one
+/// `status.failover.main` names, else the write pod.
+pub fn main_instance(obs: &Observed) -> Instance {
+    main_instance_in(&obs.status)
+}
+
+/// [`main_instance`] as `status` records it.
+pub fn main_instance_in(status: &crate::api::MemgraphClusterStatus) -> Instance {
+    status.failover.as_ref().map_or(Instance::Write, super::failover::held_main)
+}
+
+/// `SHOW REPLICAS` of the instance held as MAIN when it is a reachable MAIN.
 pub fn main_rows(obs: &Observed) -> Option<&[ReplicaRow]> {
-    let pod = obs.pods.get(&Instance::Write).filter(|p| pod_ready(Some(p)))?;
+    let pod = obs.pods.get(&main_instance(obs)).filter(|p| pod_ready(Some(p)))?;
     match &pod.memgraph {
         MemgraphState::Main { replicas: Some(Ok(rows)), .. } => Some(rows),
         _ => None,
@@ -156,36 +170,41 @@ impl Facts {
     /// Derive the facts of an observation.
     pub(crate) fn derive(p: &Planner<'_>, spec_valid: bool) -> Self {
         let obs = p.obs;
-        let desired = u32::try_from(p.spec.read.replicas).unwrap_or(0);
-        let main = main_facts(obs);
+        let main_instance = main_instance(obs);
+        let main = main_facts(obs, main_instance);
         let rows: &[ReplicaRow] = main.rows().unwrap_or(&[]);
+        let wanted = |i: Instance| wanted_replica(p, main_instance, i);
 
-        let mut indices: Vec<u32> = (0..desired).collect();
-        indices.extend(obs.pods.keys().filter_map(|i| match i {
-            Instance::Read(n) => Some(*n),
-            Instance::Write => None,
-        }));
-        indices.extend(rows.iter().filter_map(|r| match Instance::from_replica_name(&r.name) {
-            Some(Instance::Read(n)) => Some(n),
-            _ => None,
-        }));
-        indices.sort_unstable();
-        indices.dedup();
+        let desired = u32::try_from(p.spec.read.replicas).unwrap_or(0);
+        let mut instances: Vec<Instance> = (0..desired).map(Instance::Read).collect();
+        instances.push(Instance::Write);
+        instances.extend(obs.pods.keys().copied());
+        instances.extend(rows.iter().filter_map(|r| Instance::from_replica_name(&r.name)));
+        instances.sort_unstable();
+        instances.dedup();
+        instances.retain(|i| *i != main_instance && (*i != Instance::Write || wanted(*i)));
 
-        let replicas =
-            indices.into_iter().map(|index| (index, replica_facts(p, &main, index, index < desired))).collect();
-        let unwanted_rows = rows
-            .iter()
-            .filter(|r| !matches!(Instance::from_replica_name(&r.name), Some(Instance::Read(n)) if n < desired))
-            .cloned()
-            .collect();
-        Self { spec_valid, main, replicas, unwanted_rows }
+        let replicas = instances.into_iter().map(|i| (i, replica_facts(p, &main, i, wanted(i)))).collect();
+        let unwanted_rows =
+            rows.iter().filter(|r| !Instance::from_replica_name(&r.name).is_some_and(wanted)).cloned().collect();
+        Self { spec_valid, main_instance, main, replicas, unwanted_rows }
     }
 }
 
-fn replica_facts(p: &Planner<'_>, main: &MainFacts, index: u32, desired: bool) -> ReplicaFacts {
+/// Whether `instance` should be a replica of `main`: a read pod the spec wants, or the write pod
+/// once another instance is MAIN.
+pub(super) fn wanted_replica(p: &Planner<'_>, main: Instance, instance: Instance) -> bool {
+    let desired = u32::try_from(p.spec.read.replicas).unwrap_or(0);
+    instance != main
+        && match instance {
+            Instance::Write => true,
+            // A promoted read pod stays even if the spec scales below it: it holds the writes.
+            Instance::Read(n) => n < desired,
+        }
+}
+
+fn replica_facts(p: &Planner<'_>, main: &MainFacts, instance: Instance, desired: bool) -> ReplicaFacts {
     let obs = p.obs;
-    let instance = Instance::Read(index);
     let pod = obs.pods.get(&instance);
     let ready = pod_ready(pod);
     let state = pod.map(|p| &p.memgraph);
@@ -227,12 +246,12 @@ fn replica_facts(p: &Planner<'_>, main: &MainFacts, index: u32, desired: bool) -
         Route::No
     } else if in_sync {
         Route::Yes
-    } else if behind_peers(obs, main, pod) {
+    } else if behind_peers(obs, main, instance, pod) {
         Route::No
     } else if rows.is_none() {
         // The MAIN says nothing new; what was last known still counts once its grace is over,
         // and so does a count that stood still while the MAIN's moved.
-        if out_of_sync_for(ROUTE_GRACE) || stalled(p, index, ready_replica) { Route::No } else { Route::Unknown }
+        if out_of_sync_for(ROUTE_GRACE) || stalled(p, instance, ready_replica) { Route::No } else { Route::Unknown }
     } else if row.is_none() || !address_ok || data.is_none() || diverged {
         Route::No
     } else if healthy_row {
@@ -257,8 +276,12 @@ fn replica_facts(p: &Planner<'_>, main: &MainFacts, index: u32, desired: bool) -
         && !diverged
         && data.is_some()
         && elapsed(out_of_sync_since, p.now, degrade_after);
-    let problem = (!in_sync).then(|| match stalled(p, index, ready_replica) {
-        true if obs.stalls.get(&index).is_some_and(|s| s.peers) => format!(
+    let stall = match instance {
+        Instance::Read(index) => obs.stalls.get(&index),
+        Instance::Write => None,
+    };
+    let problem = (!in_sync).then(|| match stalled(p, instance, ready_replica) {
+        true if stall.is_some_and(|s| s.peers) => format!(
             "the MAIN cannot report on it, and for over {} s its node count stood still below another replica's: it stopped applying the MAIN's writes",
             STALL_GRACE.as_secs()
         ),
@@ -288,28 +311,34 @@ fn replica_facts(p: &Planner<'_>, main: &MainFacts, index: u32, desired: bool) -
 }
 
 /// The replica stopped applying the MAIN's writes, counted while the MAIN could not say so.
-fn stalled(p: &Planner<'_>, index: u32, ready_replica: bool) -> bool {
+fn stalled(p: &Planner<'_>, instance: Instance, ready_replica: bool) -> bool {
+    let Instance::Read(index) = instance else { return false };
     ready_replica && p.obs.stalls.get(&index).is_some_and(|s| s.stopped_following(p.now, STALL_GRACE))
 }
 
 /// While the MAIN has lost its data it cannot say which replica is in sync, but the replicas
 /// were counted: one holding fewer nodes than another missed writes the other has.
-fn behind_peers(obs: &Observed, main: &MainFacts, pod: Option<&PodState>) -> bool {
+fn behind_peers(obs: &Observed, main: &MainFacts, instance: Instance, pod: Option<&PodState>) -> bool {
     if !matches!(main, MainFacts::LostData(_)) {
         return false;
     }
-    let most =
-        obs.pods.iter().filter(|(i, _)| matches!(i, Instance::Read(_))).filter_map(|(_, p)| p.memgraph.nodes()).max();
+    let held_as_main = main_instance(obs);
+    let most = obs
+        .pods
+        .iter()
+        .filter(|(i, _)| **i != held_as_main && **i != instance)
+        .filter_map(|(_, p)| p.memgraph.nodes())
+        .max();
     pod.and_then(|p| p.memgraph.nodes()).zip(most).is_some_and(|(n, most)| n < most)
 }
 
-fn main_facts(obs: &Observed) -> MainFacts {
-    let Some(pod) = obs.pods.get(&Instance::Write) else {
-        return MainFacts::NotReady("the write pod does not exist yet".to_owned());
+fn main_facts(obs: &Observed, main: Instance) -> MainFacts {
+    let Some(pod) = obs.pods.get(&main) else {
+        return MainFacts::NotReady(format!("the MAIN's pod ({}) does not exist yet", main.status_name()));
     };
     if !pod_ready(Some(pod)) {
         let why = if pod.terminating { "is terminating" } else { "is not ready" };
-        return MainFacts::NotReady(format!("the write pod {} {why}", pod.name));
+        return MainFacts::NotReady(format!("the MAIN's pod {} {why}", pod.name));
     }
     match &pod.memgraph {
         MemgraphState::NotAsked => MainFacts::Unreachable(format!("the write pod {} was not checked", pod.name)),
@@ -321,6 +350,12 @@ fn main_facts(obs: &Observed) -> MainFacts {
                 None => Err("SHOW REPLICAS was not asked".to_owned()),
             };
             let holds_data = nodes.is_some_and(|n| n > 0);
+            // The replica a failover promotes has no registrations yet by construction; it was
+            // chosen because it holds every acknowledged write.
+            let promoting = obs.status.failover.as_ref().and_then(|f| f.intent.as_ref()).is_some();
+            if promoting && rows.is_ok() {
+                return MainFacts::Verified { rows, holds_data };
+            }
             match &rows {
                 // Whatever the spec asks now: the read pods that exist may hold the data.
                 Ok(r) if r.is_empty() => {
@@ -350,8 +385,8 @@ fn was_lost(obs: &Observed) -> bool {
 /// it holds data or no read pod does. Without counts there is no evidence either way, and a
 /// loss once found stays found until the read pods are seen empty or the MAIN holds data again.
 fn empty_main(obs: &Observed, pod: &PodState, nodes: Option<i64>) -> Option<MainFacts> {
-    let reads: Vec<&PodState> =
-        obs.pods.iter().filter(|(i, _)| matches!(i, Instance::Read(_))).map(|(_, p)| p).collect();
+    let held_as_main = main_instance(obs);
+    let reads: Vec<&PodState> = obs.pods.iter().filter(|(i, _)| **i != held_as_main).map(|(_, p)| p).collect();
     // A read StatefulSet without its pod (deleted, evicted, not yet scheduled) keeps its claim,
     // which may hold the data: it counts as a read pod that cannot be checked.
     let podless = podless_reads(obs);
@@ -433,7 +468,7 @@ fn podless_reads(obs: &Observed) -> Vec<String> {
     let desired = u32::try_from(obs.spec.read.replicas).unwrap_or(0);
     (0..desired)
         .map(Instance::Read)
-        .filter(|i| !obs.pods.contains_key(i))
+        .filter(|i| *i != main_instance(obs) && !obs.pods.contains_key(i))
         .filter(|i| obs.objects.contains_key(&ObjectKey::new(ObjectKind::StatefulSet, names.statefulset(*i))))
         .map(|i| names.pod(i))
         .collect()

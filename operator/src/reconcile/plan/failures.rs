@@ -178,6 +178,10 @@ pub fn hint(action: &Action) -> &'static str {
         Action::DropReplica { .. } | Action::SetReplicaRole(_) => {
             "check the MAIN's log; the operator retries with backoff"
         }
+        Action::Promote(_) => {
+            "check the promoted replica's log; the failover is recorded in status.failover.intent and the operator \
+             retries it, or promotes another replica if this one is lost"
+        }
         Action::Apply(_) | Action::Delete(_) | Action::SetFinalizers { .. } => {
             "the API server refused the change: check admission policies and the operator's RBAC"
         }

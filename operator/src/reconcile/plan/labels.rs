@@ -6,9 +6,13 @@
 use super::{Action, Facts, MainFacts, Planner, Route};
 use crate::names::{Instance, ROLE_MAIN, ROLE_REPLICA};
 
-/// What the write pod's label should be.
-fn write_route(main: &MainFacts) -> Route {
-    if main.verified() {
+/// What the label of the instance held as MAIN should be. While a failover is under way its
+/// target is labelled only when the failover completes (every answering replica registered).
+fn main_route(p: &Planner<'_>, main: &MainFacts) -> Route {
+    let failing_over = p.failover.as_ref().and_then(|f| f.status.as_ref()).is_some_and(|s| s.intent.is_some());
+    if failing_over {
+        Route::No
+    } else if main.verified() {
         Route::Yes
     } else if main.unroutable() {
         Route::No
@@ -25,17 +29,18 @@ pub(super) fn plan_labels(p: &mut Planner<'_>, facts: &Facts) {
         .actions
         .iter()
         .filter_map(|a| match a {
-            Action::SetReplicaRole(i) | Action::RegisterReplica { instance: i, .. } => Some(*i),
-            Action::DropReplica { name } => Instance::from_replica_name(name),
+            Action::SetReplicaRole(i) | Action::Promote(i) | Action::RegisterReplica { instance: i, .. } => Some(*i),
+            Action::DropReplica { name, .. } => Instance::from_replica_name(name),
             _ => None,
         })
         .collect();
     let mut removals = Vec::new();
     let mut additions = Vec::new();
     for (instance, pod) in &p.obs.pods {
-        let (route, role) = match instance {
-            Instance::Write => (write_route(&facts.main), ROLE_MAIN),
-            Instance::Read(i) => (facts.replicas.get(i).map_or(Route::No, |r| r.route), ROLE_REPLICA),
+        let (route, role) = if *instance == facts.main_instance {
+            (main_route(p, &facts.main), ROLE_MAIN)
+        } else {
+            (facts.replicas.get(instance).map_or(Route::No, |r| r.route), ROLE_REPLICA)
         };
         let route = if route == Route::Yes && touched.contains(instance) { Route::Unknown } else { route };
         // A label verified on an earlier container of the pod says nothing about this one.
@@ -56,6 +61,9 @@ pub(super) fn plan_labels(p: &mut Planner<'_>, facts: &Facts) {
             role: wanted.map(str::to_owned),
             restarts: pod.restarts,
         };
+        if p.actions.contains(&action) {
+            continue;
+        }
         if wanted.is_none() { removals.push(action) } else { additions.push(action) }
     }
     p.actions.extend(removals);

@@ -11,6 +11,7 @@
 pub mod backup;
 mod bootstrap;
 mod facts;
+pub mod failover;
 pub mod failures;
 mod labels;
 mod objects;
@@ -30,7 +31,7 @@ use crate::kube_api::EventType;
 use crate::names::{ClusterNames, FINALIZER, Instance};
 use crate::validate::{SpecError, validate_secrets, validate_spec};
 
-pub use facts::{Facts, MainFacts, ReplicaFacts, Route};
+pub use facts::{Facts, MainFacts, ReplicaFacts, Route, main_instance, main_instance_in};
 pub use status::{ACTIONS_SUCCEEDING, REPLICATION_HEALTHY, WRITE_READY};
 
 /// How long a registered replica may stay `invalid` while its pod is ready before the operator
@@ -86,8 +87,13 @@ pub enum Action {
     Delete(ObjectKey),
     /// `SET REPLICATION ROLE TO REPLICA WITH PORT 10000` on an instance.
     SetReplicaRole(Instance),
-    /// `REGISTER REPLICA` of an instance on the MAIN (the write instance).
+    /// `SET REPLICATION ROLE TO MAIN` on the replica a failover promotes, only after the intent
+    /// naming it is written in status.
+    Promote(Instance),
+    /// `REGISTER REPLICA` of an instance on the MAIN.
     RegisterReplica {
+        /// The MAIN it is registered on.
+        main: Instance,
         /// The replica.
         instance: Instance,
         /// Its mode.
@@ -95,6 +101,8 @@ pub enum Action {
     },
     /// `DROP REPLICA` on the MAIN.
     DropReplica {
+        /// The MAIN it is dropped from.
+        main: Instance,
         /// Name as registered.
         name: String,
     },
@@ -134,7 +142,13 @@ fn replica_subject(name: &str) -> String {
 impl Action {
     /// Whether the action changes replication in Memgraph (so a fresh look is worth taking).
     pub fn changes_replication(&self) -> bool {
-        matches!(self, Action::SetReplicaRole(_) | Action::RegisterReplica { .. } | Action::DropReplica { .. })
+        matches!(
+            self,
+            Action::SetReplicaRole(_)
+                | Action::Promote(_)
+                | Action::RegisterReplica { .. }
+                | Action::DropReplica { .. }
+        )
     }
 
     /// What the action acts on. Actions on one subject depend on each other (a registration
@@ -149,10 +163,10 @@ impl Action {
                 || format!("{:?} {}", key.kind, key.name),
                 |i| replica_subject(&Instance::Read(i).replica_name()),
             )),
-            Action::SetReplicaRole(i) | Action::RegisterReplica { instance: i, .. } => {
+            Action::SetReplicaRole(i) | Action::Promote(i) | Action::RegisterReplica { instance: i, .. } => {
                 Some(replica_subject(&i.replica_name()))
             }
-            Action::DropReplica { name } => Some(replica_subject(name)),
+            Action::DropReplica { name, .. } => Some(replica_subject(name)),
             Action::Label { pod, .. } => Some(format!("label {pod}")),
             Action::CreateSnapshot { .. } => Some(failures::SNAPSHOT_SUBJECT.to_owned()),
             Action::CreateAgentKey(_) => Some("backup agent key".to_owned()),
@@ -183,6 +197,9 @@ pub struct Plan {
     /// The finished checks of `Observed::validation_done` are written in `status`; otherwise
     /// they wait for a later write (nothing in them is worth one).
     pub validation_merged: bool,
+    /// A failover intent is new in `status`: it must be written before any replication command
+    /// runs, so this reconcile writes its status now rather than looking again first.
+    pub record_first: bool,
 }
 
 impl Plan {
@@ -213,6 +230,8 @@ pub(crate) struct Planner<'a> {
     pub validation_claim: Option<validation::ValidationClaim>,
     /// Whether the finished checks in `obs.validation_done` are written by this plan.
     pub validation_merge: bool,
+    /// What the failover planning decided (see [`failover`]).
+    pub failover: Option<failover::FailoverPlan>,
 }
 
 impl<'a> Planner<'a> {
@@ -231,6 +250,7 @@ impl<'a> Planner<'a> {
             bootstrap: None,
             validation_claim: None,
             validation_merge: false,
+            failover: None,
         }
     }
 
@@ -289,6 +309,7 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
             settling: false,
             validation: None,
             validation_merged: false,
+            record_first: false,
         };
     }
     let errors = spec_errors(spec, obs);
@@ -301,7 +322,15 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
         }
         bootstrap::plan_bootstrap(&mut p, &facts);
         objects::plan_objects(&mut p, &facts);
-        replication::plan_replication(&mut p, &facts);
+        let failover = failover::plan_failover(&mut p, &facts);
+        // A failover that starts, moves to another target or rolls back changes which instance is
+        // the MAIN: replication is planned by the next look, from the recorded decision.
+        let moves =
+            failover.status.as_ref().map(failover::held_main) != Some(facts.main_instance) && failover.status.is_some();
+        p.failover = Some(failover);
+        if !moves {
+            replication::plan_replication(&mut p, &facts);
+        }
         objects::plan_removals(&mut p, &facts);
     }
     // Labels follow verified truth even while the spec is invalid: they protect clients.
@@ -335,6 +364,7 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
             .replicas
             .values()
             .any(|r| r.desired && r.ready_replica && r.row.is_some() && !r.in_sync && !r.diverged);
+    let record_first = p.failover.as_ref().is_some_and(|f| f.record_first);
     Plan {
         actions: p.actions,
         status: Box::new(status),
@@ -344,6 +374,7 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
         settling,
         validation: p.validation_claim,
         validation_merged: p.validation_merge,
+        record_first,
     }
 }
 
@@ -359,8 +390,9 @@ fn finalize(p: &mut Planner<'_>) {
         return;
     }
     if let Some(rows) = facts::main_rows(p.obs) {
+        let main = facts::main_instance(p.obs);
         for row in rows {
-            p.push(Action::DropReplica { name: row.name.clone() });
+            p.push(Action::DropReplica { main, name: row.name.clone() });
         }
     }
     p.push(Action::SetFinalizers {

@@ -76,11 +76,17 @@ pub(super) fn plan_objects(p: &mut Planner<'_>, facts: &Facts) {
         DesiredObject::pdb(builders::read_pdb(&ctx)),
     ]);
     let mut rolling = Vec::new();
-    for (&index, replica) in &facts.replicas {
+    // The read pod a failover promoted is kept and updated like the write pod: at once (it is
+    // the MAIN, and no other pod can take its writes while it restarts).
+    if let Instance::Read(_) = facts.main_instance {
+        always.push(DesiredObject::service(builders::headless_service(&ctx, facts.main_instance)));
+        always.push(statefulset(p, &ctx, facts.main_instance));
+    }
+    for (&instance, replica) in &facts.replicas {
+        let Instance::Read(index) = instance else { continue };
         if !replica.desired {
             continue;
         }
-        let instance = Instance::Read(index);
         let sts = statefulset(p, &ctx, instance);
         // New read replicas are created once the write instance is a verified MAIN, so they
         // join a running primary; existing ones are kept up to date regardless.
@@ -101,12 +107,12 @@ pub(super) fn plan_objects(p: &mut Planner<'_>, facts: &Facts) {
     // One read pod restarts at a time, and the next only once the others are back in sync (not
     // merely ready: a SYNC replica still catching up refuses writes), so reads and durability
     // drop by one replica at most during an image or config change.
-    let pending: Vec<u32> = rolling.iter().map(|(i, _)| *i).collect();
+    let pending: Vec<Instance> = rolling.iter().map(|(i, _)| Instance::Read(*i)).collect();
     if let Some((index, sts)) = rolling.into_iter().next() {
         let others_in_sync = facts
             .replicas
             .iter()
-            .filter(|(i, r)| r.desired && **i != index && !pending.contains(i))
+            .filter(|(i, r)| r.desired && **i != Instance::Read(index) && !pending.contains(i))
             // A diverged replica waits for a person, not for time: it does not hold others up.
             .all(|(_, r)| r.in_sync || r.diverged);
         if others_in_sync {
@@ -139,7 +145,7 @@ pub(super) fn plan_removals(p: &mut Planner<'_>, facts: &Facts) {
         .actions
         .iter()
         .filter_map(|a| match a {
-            Action::DropReplica { name } => Some(name.clone()),
+            Action::DropReplica { name, .. } => Some(name.clone()),
             _ => None,
         })
         .collect();
@@ -149,6 +155,8 @@ pub(super) fn plan_removals(p: &mut Planner<'_>, facts: &Facts) {
         .keys()
         .filter(|k| matches!(k.kind, ObjectKind::StatefulSet | ObjectKind::Service))
         .filter(|k| read_index(&p.names.cluster, &k.name).is_some_and(|n| n >= desired))
+        // The MAIN stays, whatever the spec's count of read replicas.
+        .filter(|k| read_index(&p.names.cluster, &k.name).map(Instance::Read) != Some(facts.main_instance))
         .cloned()
         .collect();
     for key in keys {

@@ -13,14 +13,13 @@ use crate::kube_api::EventType;
 use crate::names::Instance;
 use crate::reconcile::observed::MemgraphState;
 
-fn drop_replica(p: &mut Planner<'_>, name: &str, why: &str) {
-    p.push(Action::DropReplica { name: name.to_owned() });
+fn drop_replica(p: &mut Planner<'_>, facts: &Facts, name: &str, why: &str) {
+    p.push(Action::DropReplica { main: facts.main_instance, name: name.to_owned() });
     p.event(EventType::Normal, "ReplicaDropped", "DropReplica", format!("Dropped replica {name}: {why}"));
 }
 
-fn register(p: &mut Planner<'_>, index: u32, mode: ReplicationMode) {
-    let instance = Instance::Read(index);
-    p.push(Action::RegisterReplica { instance, mode });
+fn register(p: &mut Planner<'_>, facts: &Facts, instance: Instance, mode: ReplicationMode) {
+    p.push(Action::RegisterReplica { main: facts.main_instance, instance, mode });
     let catching_up = if mode == p.spec.replication.mode {
         String::new()
     } else {
@@ -40,57 +39,60 @@ fn register(p: &mut Planner<'_>, index: u32, mode: ReplicationMode) {
     );
 }
 
-/// The mode to register replica `index` in now: its final mode, unless it must catch up as
+/// The mode to register `instance` in now: its final mode, unless it must catch up as
 /// ASYNC first.
-fn register_mode(p: &Planner<'_>, facts: &Facts, index: u32) -> ReplicationMode {
+fn register_mode(p: &Planner<'_>, facts: &Facts, instance: Instance) -> ReplicationMode {
     let mode = p.spec.replication.mode;
     let catch_up_async = match p.spec.replication.data_durability {
         DataDurability::Preferred => true,
         // Durability first: catch up as ASYNC only while another replica keeps writes durable.
-        DataDurability::Required => facts.durable_without(index),
+        DataDurability::Required => facts.durable_without(instance),
     };
     if mode != ReplicationMode::Async && catch_up_async { ReplicationMode::Async } else { mode }
 }
 
-/// A read pod that is MAIN came up without its replication state (new or wiped volume). It is
-/// demoted only if it has no replicas of its own: otherwise someone made it a MAIN on purpose
-/// and a person must decide. Its old registration, if any, is bound to the instance it replaced,
-/// so it is dropped and made again.
-fn demote_fresh_main(p: &mut Planner<'_>, facts: &Facts, index: u32) {
-    let instance = Instance::Read(index);
+/// An instance that should be a replica says it is a MAIN. A read pod that came up without its
+/// replication state (new or wiped volume) has no replicas of its own; a MAIN a failover
+/// replaced comes back with its old ones. Either is demoted and registered again. A read pod
+/// that is a MAIN with replicas and was never replaced by a failover was made one by someone on
+/// purpose: a person must decide. Its old registration, if any, is bound to the instance it
+/// replaced, so it is dropped and made again.
+fn demote_stray_main(p: &mut Planner<'_>, facts: &Facts, instance: Instance) {
     let own_rows = p.obs.pods.get(&instance).and_then(|pod| match &pod.memgraph {
         MemgraphState::Main { replicas: Some(Ok(rows)), .. } => Some(rows.len()),
         _ => None,
     });
-    if own_rows != Some(0) {
+    let replaced = super::failover::replaced_main(p.obs, instance);
+    if own_rows != Some(0) && !replaced {
         return;
     }
     p.push(Action::SetReplicaRole(instance));
+    let why = if replaced {
+        format!("it was the MAIN before failover generation {}", super::failover::generation(p.obs))
+    } else {
+        "it started as a MAIN, probably with a new volume".to_owned()
+    };
     p.event(
         EventType::Normal,
         "ReplicaRoleSet",
         "SetReplicaRole",
-        format!("Set {} to REPLICA (it started as a MAIN, probably with a new volume)", p.names.pod(instance)),
+        format!("Set {} to REPLICA ({why})", p.names.pod(instance)),
     );
-    if facts.replicas[&index].row.is_some() {
-        drop_replica(p, &instance.replica_name(), "its pod came back as a new MAIN");
+    if facts.replicas[&instance].row.is_some() {
+        drop_replica(p, facts, &instance.replica_name(), "its pod came back as a MAIN");
     }
-    let mode = register_mode(p, facts, index);
-    register(p, index, mode);
+    let mode = register_mode(p, facts, instance);
+    register(p, facts, instance, mode);
 }
 
 /// Why an existing registration must be dropped and made again, if it must.
-fn broken(p: &Planner<'_>, facts: &Facts, index: u32) -> Option<String> {
-    let r = &facts.replicas[&index];
+fn broken(p: &Planner<'_>, facts: &Facts, instance: Instance) -> Option<String> {
+    let r = &facts.replicas[&instance];
     let row = r.row.as_ref()?;
     if row.data.is_none() {
         Some("the registration is incomplete (empty data_info)".to_owned())
     } else if !r.address_ok {
-        Some(format!(
-            "registered at {} instead of {}",
-            row.socket_address,
-            p.names.replication_address(Instance::Read(index))
-        ))
+        Some(format!("registered at {} instead of {}", row.socket_address, p.names.replication_address(instance)))
     } else if r.stuck {
         Some(format!("invalid for more than {} s while its pod is ready", super::INVALID_GRACE.as_secs()))
     } else {
@@ -105,39 +107,39 @@ pub(super) fn plan_replication(p: &mut Planner<'_>, facts: &Facts) {
         return;
     }
     for row in &facts.unwanted_rows {
-        drop_replica(p, &row.name, "not a replica this cluster wants");
+        drop_replica(p, facts, &row.name, "not a replica this cluster wants");
     }
     let mut switches = Vec::new();
-    for (&index, r) in &facts.replicas {
+    for (&instance, r) in &facts.replicas {
         if !r.desired {
             continue;
         }
-        let name = Instance::Read(index).replica_name();
+        let name = instance.replica_name();
         if r.ready_main {
-            demote_fresh_main(p, facts, index);
+            demote_stray_main(p, facts, instance);
             continue;
         }
-        match (&r.row, broken(p, facts, index)) {
+        match (&r.row, broken(p, facts, instance)) {
             (Some(_), Some(why)) => {
-                drop_replica(p, &name, &why);
+                drop_replica(p, facts, &name, &why);
                 if r.ready_replica {
-                    let mode = register_mode(p, facts, index);
-                    register(p, index, mode);
+                    let mode = register_mode(p, facts, instance);
+                    register(p, facts, instance, mode);
                 }
             }
-            (Some(_), None) if r.degrade => switches.push((index, ReplicationMode::Async)),
+            (Some(_), None) if r.degrade => switches.push((instance, ReplicationMode::Async)),
             (Some(row), None) => {
                 let caught_up = r.in_sync && row.data.as_ref().is_some_and(|d| d.behind == 0);
                 // Towards a stricter mode only once caught up (or every write would fail while
                 // it catches up); towards ASYNC at once, so a down replica stops blocking writes.
                 let to_async = p.spec.replication.mode == ReplicationMode::Async;
                 if !r.mode_ok && !r.diverged && (caught_up || to_async) {
-                    switches.push((index, p.spec.replication.mode));
+                    switches.push((instance, p.spec.replication.mode));
                 }
             }
             (None, _) if r.ready_replica => {
-                let mode = register_mode(p, facts, index);
-                register(p, index, mode);
+                let mode = register_mode(p, facts, instance);
+                register(p, facts, instance, mode);
             }
             (None, _) => {}
         }
@@ -145,11 +147,11 @@ pub(super) fn plan_replication(p: &mut Planner<'_>, facts: &Facts) {
     // One replica switches mode per reconcile, and only while no other running replica is
     // catching up (a dead or diverged one does not hold the others back), so durability and
     // reads never drop by more than one replica at a time.
-    let catching_up = |index: u32| {
-        facts.replicas.iter().any(|(i, r)| *i != index && r.desired && r.ready_replica && !r.in_sync && !r.diverged)
+    let catching_up = |instance: Instance| {
+        facts.replicas.iter().any(|(i, r)| *i != instance && r.desired && r.ready_replica && !r.in_sync && !r.diverged)
     };
-    if let Some(&(index, mode)) = switches.iter().find(|(index, _)| !catching_up(*index)) {
-        let name = Instance::Read(index).replica_name();
+    if let Some(&(instance, mode)) = switches.iter().find(|(instance, _)| !catching_up(*instance)) {
+        let name = instance.replica_name();
         let why = if mode == p.spec.replication.mode {
             format!("switching it to {} now that it is in sync", mode.as_cypher())
         } else {
@@ -158,8 +160,8 @@ pub(super) fn plan_replication(p: &mut Planner<'_>, facts: &Facts) {
                 p.spec.replication.degrade_after_seconds
             )
         };
-        drop_replica(p, &name, &why);
-        register(p, index, mode);
+        drop_replica(p, facts, &name, &why);
+        register(p, facts, instance, mode);
     }
     // Graces end: look again then.
     let timers: Vec<_> = facts

@@ -40,7 +40,7 @@ fn verdict(type_: &'static str, ok: bool, good: (&'static str, String), bad: (&'
 /// Whether a condition in this state is a problem.
 fn is_problem(type_: &str, status: &str) -> bool {
     match type_ {
-        INVALID_SPEC | DATA_DIVERGENCE => status == "True",
+        INVALID_SPEC | DATA_DIVERGENCE | super::failover::FAILOVER_BLOCKED => status == "True",
         _ => status == "False",
     }
 }
@@ -50,17 +50,17 @@ fn is_problem(type_: &str, status: &str) -> bool {
 pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecError]) -> (MemgraphClusterStatus, bool) {
     let old = &p.obs.status;
     let desired = u32::try_from(p.spec.read.replicas).unwrap_or(0);
-    let wanted: Vec<(u32, &super::ReplicaFacts)> =
+    let wanted: Vec<(Instance, &super::ReplicaFacts)> =
         facts.replicas.iter().filter(|(_, r)| r.desired).map(|(i, r)| (*i, r)).collect();
     let ready = wanted.iter().filter(|(_, r)| r.in_sync).count();
     let registered = wanted.iter().filter(|(_, r)| r.row.is_some()).count();
-    let write_pod = p.names.pod(Instance::Write);
+    let write_pod = p.names.pod(facts.main_instance);
 
     let previous_replicas: Vec<ReplicaValidation> = old.validation.iter().flat_map(|v| v.replicas.clone()).collect();
     let replicas: Vec<ReplicaValidation> = wanted
         .iter()
         .map(|(i, r)| {
-            let name = Instance::Read(*i).status_name();
+            let name = i.status_name();
             let before = previous_replicas.iter().find(|v| v.name == name);
             // `replicating` is `ready` with a transaction in flight: under load the MAIN reports
             // either on every look, and the status must not change with every write.
@@ -71,9 +71,8 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
             // A registration this plan makes (again) starts the clock afresh: `unhealthy_since`
             // times *this* registration, or the next look would find the new one already past
             // INVALID_GRACE and drop it before Memgraph could recover it.
-            let registers = p.actions.iter().any(
-                |a| matches!(a, super::Action::RegisterReplica { instance, .. } if *instance == Instance::Read(*i)),
-            );
+            let registers =
+                p.actions.iter().any(|a| matches!(a, super::Action::RegisterReplica { instance, .. } if instance == i));
             let unhealthy_since = if registers { r.unhealthy_since.map(|_| p.now) } else { r.unhealthy_since };
             ReplicaValidation {
                 name,
@@ -121,7 +120,7 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
         wanted
             .iter()
             .filter(|(_, r)| filter(r))
-            .map(|(i, r)| format!("{}: {}", Instance::Read(*i).status_name(), r.problem.clone().unwrap_or_default()))
+            .map(|(i, r)| format!("{}: {}", i.status_name(), r.problem.clone().unwrap_or_default()))
             .collect::<Vec<_>>()
             .join("; ")
     };
@@ -243,15 +242,14 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
         }
     };
     verdicts.push(healthy);
-    let diverged: Vec<String> =
-        wanted.iter().filter(|(_, r)| r.diverged).map(|(i, _)| Instance::Read(*i).status_name()).collect();
+    let diverged: Vec<String> = wanted.iter().filter(|(_, r)| r.diverged).map(|(i, _)| i.status_name()).collect();
     let previous_divergence = old.conditions.iter().find(|c| c.type_ == DATA_DIVERGENCE);
     // The write pod answered as an empty MAIN with no registrations, but read pods could not be
     // counted: whether it lost its data is not known, so nothing found before still holds.
     let empty_main_uncounted = matches!(facts.main, MainFacts::Unreachable(_))
         && p.obs
             .pods
-            .get(&Instance::Write)
+            .get(&facts.main_instance)
             .is_some_and(|w| matches!(w.memgraph, MemgraphState::Main { nodes: Some(0), .. }));
     let divergence = if let MainFacts::LostData(m) = &facts.main {
         Verdict { type_: DATA_DIVERGENCE, status: "True", reason: "MainLostData", message: m.clone() }
@@ -295,9 +293,9 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
     let lost_data_holders = if divergence.reason != "MainLostData" {
         std::collections::BTreeMap::new()
     } else if let (MainFacts::LostData(_), Some(held)) =
-        (&facts.main, p.obs.pods.get(&Instance::Write).and_then(|w| w.memgraph.nodes()))
+        (&facts.main, p.obs.pods.get(&facts.main_instance).and_then(|w| w.memgraph.nodes()))
     {
-        let reads = || p.obs.pods.iter().filter(|(i, _)| matches!(i, Instance::Read(_))).map(|(_, pod)| pod);
+        let reads = || p.obs.pods.iter().filter(|(i, _)| **i != facts.main_instance).map(|(_, pod)| pod);
         let mut holders = old.lost_data_holders.clone();
         holders.retain(|name, n| *n > held && !reads().any(|pod| &pod.name == name && pod.memgraph.nodes().is_some()));
         holders.extend(
@@ -308,6 +306,25 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
         old.lost_data_holders.clone()
     };
     verdicts.push(divergence);
+    let failover = p.failover.clone().and_then(|f| f.status.map(|s| (s, f.blocked)));
+    if let Some((_, blocked)) = &failover
+        && (p.spec.failover.enabled || blocked.is_some())
+    {
+        verdicts.push(match blocked {
+            Some(why) => Verdict {
+                type_: super::failover::FAILOVER_BLOCKED,
+                status: "True",
+                reason: "NoSafeCandidate",
+                message: why.clone(),
+            },
+            None => Verdict {
+                type_: super::failover::FAILOVER_BLOCKED,
+                status: "False",
+                reason: "NotBlocked",
+                message: "No failover is needed, or it can be made".to_owned(),
+            },
+        });
+    }
     // Only with a valid spec were the objects planned; otherwise keep what is known.
     if facts.spec_valid {
         verdicts.push(if p.storage_pending.is_empty() {
@@ -416,6 +433,10 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
         bootstrap: p.bootstrap.clone(),
         lost_data_holders,
         validation: Some(validation),
+        failover: failover.map(|(mut s, _)| {
+            super::failover::record_seen(p, facts, &mut s);
+            s
+        }),
         failing_actions: old.failing_actions.clone(),
         conditions,
     };

@@ -124,7 +124,11 @@ fn fresh(replicas: i32) -> (MemgraphClusterSpec, Observed) {
 }
 
 fn write_rows(obs: &mut Observed) -> Option<&mut Vec<ReplicaRow>> {
-    match &mut obs.pods.get_mut(&Instance::Write)?.memgraph {
+    rows_of(obs, Instance::Write)
+}
+
+fn rows_of(obs: &mut Observed, main: Instance) -> Option<&mut Vec<ReplicaRow>> {
+    match &mut obs.pods.get_mut(&main)?.memgraph {
         MemgraphState::Main { replicas: Some(Ok(rows)), .. } => Some(rows),
         _ => None,
     }
@@ -171,13 +175,23 @@ fn apply_actions(spec: &MemgraphClusterSpec, obs: &mut Observed, actions: &[Acti
                     p.memgraph = MemgraphState::Replica { nodes: p.memgraph.nodes() };
                 }
             }
-            Action::RegisterReplica { instance, mode } => {
-                let Instance::Read(index) = instance else { panic!("registered the write instance") };
-                let mut r = row(*index, ReplicaStatus::Ready);
-                r.sync_mode = mode.as_show_replicas().to_owned();
-                write_rows(obs).expect("register on a MAIN").push(r);
+            Action::Promote(i) => {
+                let p = obs.pods.get_mut(i).expect("promote a pod");
+                assert!(matches!(p.memgraph, MemgraphState::Replica { .. }), "promoted a non-replica");
+                p.memgraph = MemgraphState::Main { replicas: Some(Ok(vec![])), nodes: p.memgraph.nodes() };
             }
-            Action::DropReplica { name } => write_rows(obs).expect("drop on a MAIN").retain(|r| &r.name != name),
+            Action::RegisterReplica { main, instance, mode } => {
+                let r = ReplicaRow {
+                    name: instance.replica_name(),
+                    socket_address: names().replication_address(*instance),
+                    sync_mode: mode.as_show_replicas().to_owned(),
+                    data: Some(ReplicaData { ts: 10, behind: 0, status: ReplicaStatus::Ready }),
+                };
+                rows_of(obs, *main).expect("register on a MAIN").push(r);
+            }
+            Action::DropReplica { main, name } => {
+                rows_of(obs, *main).expect("drop on a MAIN").retain(|r| &r.name != name);
+            }
             Action::Label { pod, role, restarts, .. } => {
                 for p in obs.pods.values_mut().filter(|p| &p.name == pod) {
                     p.role_label = role.clone();
@@ -219,10 +233,15 @@ fn kinds(plan: &Plan) -> Vec<String> {
             Action::Apply(o) => format!("Apply {}", o.key().name),
             Action::Delete(k) => format!("Delete {}", k.name),
             Action::SetReplicaRole(i) => format!("SetReplicaRole {}", i.replica_name()),
-            Action::RegisterReplica { instance, mode } => {
-                format!("Register {} {}", instance.replica_name(), mode.as_cypher())
+            Action::Promote(i) => format!("Promote {}", i.replica_name()),
+            Action::RegisterReplica { main, instance, mode } => {
+                let on = if *main == Instance::Write { String::new() } else { format!(" on {}", main.replica_name()) };
+                format!("Register {} {}{on}", instance.replica_name(), mode.as_cypher())
             }
-            Action::DropReplica { name } => format!("Drop {name}"),
+            Action::DropReplica { main, name } => {
+                let on = if *main == Instance::Write { String::new() } else { format!(" on {}", main.replica_name()) };
+                format!("Drop {name}{on}")
+            }
             Action::Label { pod, role, .. } => format!("Label {pod} {}", role.as_deref().unwrap_or("-")),
             Action::CreateSnapshot { .. } => "CreateSnapshot".to_owned(),
             Action::CreateAgentKey(_) => "CreateAgentKey".to_owned(),
@@ -948,7 +967,7 @@ proptest! {
             _ => vec![],
         };
         for action in &plan.actions {
-            let Action::DropReplica { name } = action else { continue };
+            let Action::DropReplica { name, .. } = action else { continue };
             let Some(Instance::Read(i)) = Instance::from_replica_name(name) else { continue };
             if i32::try_from(i).unwrap_or(i32::MAX) >= spec.read.replicas || obs.cluster.deleting { continue }
             let row = rows.iter().find(|r| &r.name == name).expect("dropped row exists");
@@ -975,7 +994,7 @@ proptest! {
             prop_assert!(is_main(&obs), "deleted {} without seeing the MAIN", key.name);
             let name = Instance::Read(index).replica_name();
             if rows.contains(&name) {
-                let dropped_before = plan.actions[..pos].iter().any(|a| matches!(a, Action::DropReplica { name: n } if *n == name));
+                let dropped_before = plan.actions[..pos].iter().any(|a| matches!(a, Action::DropReplica { name: n, .. } if *n == name));
                 prop_assert!(dropped_before, "deleted {} while {name} is registered", key.name);
             }
         }
@@ -1161,3 +1180,5 @@ fn an_unchanged_result_waits_for_the_next_claim_and_a_changed_one_is_written_at_
         .collect();
     assert!(events.contains(&"ConnectivityLost"), "{events:?}");
 }
+
+mod failover;

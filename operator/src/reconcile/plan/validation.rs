@@ -76,6 +76,8 @@ impl ValidationClaim {
 pub struct ProbeClaim {
     /// The test node's id (drawn from the injected source of randomness).
     pub id: String,
+    /// The MAIN the test writes to.
+    pub main: Instance,
     /// Replicas to read it on.
     pub replicas: Vec<Instance>,
     /// It counts as a replication test.
@@ -192,7 +194,7 @@ fn probe_targets(facts: &Facts) -> Vec<Instance> {
                 && r.ready_replica
                 && r.row.as_ref().is_some_and(|row| row.data.as_ref().is_some_and(|d| d.status.is_healthy()))
         })
-        .map(|(i, _)| Instance::Read(*i))
+        .map(|(i, _)| *i)
         .collect()
 }
 
@@ -202,7 +204,7 @@ pub(super) fn strict_unconfirmed(facts: &Facts) -> Vec<String> {
         .replicas
         .iter()
         .filter(|(_, r)| r.row.as_ref().is_some_and(|row| !row.data.as_ref().is_some_and(|d| d.status.is_healthy())))
-        .map(|(i, _)| Instance::Read(*i).status_name())
+        .map(|(i, _)| i.status_name())
         .collect()
 }
 
@@ -259,6 +261,7 @@ fn claim(p: &Planner<'_>, facts: &Facts, old: &ValidationStatus) -> Option<Valid
     let mut skipped = Vec::new();
     if ping_due {
         let reads = (0..u32::try_from(p.spec.read.replicas).unwrap_or(0)).map(Instance::Read);
+        // The write pod and the read pods, whichever of them is the MAIN.
         for i in std::iter::once(Instance::Write).chain(reads) {
             if p.obs.pods.get(&i).is_some_and(|pod| pod.ready && !pod.terminating) {
                 ping.push((i.status_name(), i));
@@ -271,6 +274,7 @@ fn claim(p: &Planner<'_>, facts: &Facts, old: &ValidationStatus) -> Option<Valid
     let limit = if mode == ReplicationMode::Async { TEST_LIMIT_ASYNC } else { TEST_LIMIT_SYNC };
     let probe = (replication_due || lag_due).then(|| ProbeClaim {
         id: p.obs.fresh_test_id.clone(),
+        main: facts.main_instance,
         replicas: targets,
         replication_test: replication_due,
         lag: lag_due,
@@ -579,6 +583,7 @@ mod tests {
     fn probe(write: WriteOutcome, seen: Vec<(u32, Option<i64>, bool)>) -> ProbeDone {
         ProbeDone {
             claim: ProbeClaim {
+                main: Instance::Write,
                 id: "t".into(),
                 replicas: seen.iter().map(|(i, _, _)| Instance::Read(*i)).collect(),
                 replication_test: true,
@@ -684,6 +689,7 @@ mod tests {
             ping: if ping { vec![("write".to_owned(), Instance::Write)] } else { Vec::new() },
             skipped: Vec::new(),
             probe: probe.map(|(replication_test, lag)| ProbeClaim {
+                main: Instance::Write,
                 id: "t".into(),
                 replicas: vec![Instance::Read(0)],
                 replication_test,

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::super::truth::{ClusterTruth, read_pod, write_pod};
+use memgraph_operator::names::ClusterNames;
+
+use super::super::run::NAMESPACE;
+use super::super::truth::ClusterTruth;
 use super::super::workload::{Attempt, Kind, Ledger};
 use super::{Conditions, Lagging, Violation};
 
@@ -29,7 +32,7 @@ impl Availability {
         rows_blocked: bool,
     ) -> Vec<Violation> {
         let mut out = Vec::new();
-        let write = write_pod(cluster);
+        let write = truth.main_pod(cluster);
         let unrouted =
             truth.write_usable(cluster) && truth.write(cluster).is_some_and(|p| p.label.as_deref() != Some("main"));
         out.extend(self.lagging.claim(cond, now, step, cluster, format!("unrouted {write}"), unrouted, || {
@@ -39,10 +42,11 @@ impl Availability {
         // node, or does not answer SHOW REPLICAS in time (2.21–3.0 wait on every unreachable
         // replica), nobody can tell whether a replica is in sync, so its label is not owed.
         let main_observable = truth.write(cluster).is_some_and(|p| !p.hung && !p.lost_node) && !rows_blocked;
-        for index in 0..truth.desired() {
-            let pod = read_pod(cluster, index);
+        let names = ClusterNames::new(cluster, NAMESPACE);
+        for instance in truth.replica_instances(cluster) {
+            let pod = names.pod(instance);
             let unrouted = main_observable
-                && truth.replica_usable(cluster, index)
+                && truth.instance_usable(cluster, instance)
                 && truth.pods.get(&pod).is_some_and(|p| p.label.as_deref() != Some("replica"));
             out.extend(self.lagging.claim(cond, now, step, cluster, format!("unrouted {pod}"), unrouted, || {
                 format!("{pod} is Ready, registered and in sync, yet has no replica label")

@@ -13,15 +13,15 @@ use memgraph_operator::names::{ClusterNames, Instance};
 use serde_json::Value;
 
 use super::super::run::NAMESPACE;
-use super::super::truth::{ClusterTruth, read_index, write_pod};
+use super::super::truth::ClusterTruth;
 
 /// Why labelling `pod` with `role` is false in `truth`, if it is.
 pub fn label_false(truth: &ClusterTruth, cluster: &str, pod: &str, role: &str) -> Option<String> {
     let p = truth.pods.get(pod);
     match role {
         "main" => {
-            if pod != write_pod(cluster) {
-                return Some(format!("labelled {pod} main, which is not the write pod"));
+            if pod != truth.main_pod(cluster) {
+                return Some(format!("labelled {pod} main, which is not the MAIN the cluster's status holds"));
             }
             match p.and_then(|p| p.role) {
                 Some(Role::Main) if truth.main_lost_data(cluster) => {
@@ -32,11 +32,10 @@ pub fn label_false(truth: &ClusterTruth, cluster: &str, pod: &str, role: &str) -
             }
         }
         "replica" => {
-            let Some(index) = read_index(cluster, pod) else {
-                return Some(format!("labelled {pod} replica, which is not a read pod"));
-            };
             let names = ClusterNames::new(cluster, NAMESPACE);
-            let instance = Instance::Read(index);
+            let Some(instance) = truth.replica_instances(cluster).into_iter().find(|i| names.pod(*i) == pod) else {
+                return Some(format!("labelled {pod} replica, which is not one of the cluster's replicas"));
+            };
             let row = truth.rows.get(&instance.replica_name());
             let in_sync = row.is_some_and(|r| r.healthy() && r.address == names.replication_address(instance));
             if p.is_some_and(|p| p.follows_main) && in_sync {
@@ -56,9 +55,12 @@ pub fn label_false(truth: &ClusterTruth, cluster: &str, pod: &str, role: &str) -
 
 fn replicas_in_sync(truth: &ClusterTruth, cluster: &str, desired: u32) -> u32 {
     let names = ClusterNames::new(cluster, NAMESPACE);
-    (0..desired)
-        .filter(|i| {
-            let instance = Instance::Read(*i);
+    let main = truth.main_pod(cluster);
+    std::iter::once(Instance::Write)
+        .chain((0..desired).map(Instance::Read))
+        .filter(|i| names.pod(*i) != main)
+        .filter(|instance| {
+            let instance = *instance;
             truth.pods.get(&names.pod(instance)).is_some_and(|p| p.follows_main)
                 && truth
                     .rows
@@ -71,10 +73,10 @@ fn replicas_in_sync(truth: &ClusterTruth, cluster: &str, desired: u32) -> u32 {
 /// Why a status is false in `truth`, if it is. `acted` is the spec the operator read in the
 /// round that wrote it (the status describes that generation).
 pub fn status_false(truth: &ClusterTruth, cluster: &str, status: &Value, acted: Option<&Value>) -> Option<String> {
-    let write = write_pod(cluster);
+    let write = truth.main_pod(cluster);
     let main_ok = truth.write(cluster).is_some_and(|p| p.role == Some(Role::Main)) && !truth.main_lost_data(cluster);
     if status["writeReady"].as_bool() == Some(true) && !main_ok {
-        return Some("status says writeReady while the write pod is not a MAIN with its data".to_owned());
+        return Some(format!("status says writeReady while {write} is not a MAIN with its data"));
     }
     if let Some(main) = status["mainPod"].as_str()
         && (main != write || !main_ok)
@@ -100,17 +102,17 @@ pub fn status_false(truth: &ClusterTruth, cluster: &str, status: &Value, acted: 
 /// Why `DROP REPLICA name` drops a wanted, healthy replica registered as the acted spec asks,
 /// judged at the instant it is sent.
 pub fn drop_wrong(truth: &ClusterTruth, cluster: &str, name: &str, acted: &Value) -> Option<String> {
-    let index = Instance::from_replica_name(name).and_then(|i| match i {
-        Instance::Read(n) => Some(n),
-        Instance::Write => None,
-    })?;
+    let instance = Instance::from_replica_name(name)?;
     let desired = acted["read"]["replicas"].as_u64().map_or(3, |n| u32::try_from(n).unwrap_or(0));
     let mode = acted["replication"]["mode"].as_str().unwrap_or("ASYNC").to_ascii_lowercase();
     let names = ClusterNames::new(cluster, NAMESPACE);
-    let instance = Instance::Read(index);
+    let wanted = match instance {
+        Instance::Read(index) => index < desired,
+        Instance::Write => true,
+    } && names.pod(instance) != truth.main_pod(cluster);
     let row = truth.rows.get(name)?;
     let pod = truth.pods.get(&names.pod(instance))?;
     let as_specified = row.healthy() && row.address == names.replication_address(instance) && row.mode == mode;
-    (index < desired && as_specified && pod.routable() && pod.follows_main)
+    (wanted && as_specified && pod.routable() && pod.follows_main)
         .then(|| format!("dropped {name} while wanted ({desired} replicas) and healthy in {mode}"))
 }

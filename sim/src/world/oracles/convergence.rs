@@ -9,7 +9,7 @@ use memgraph_operator::names::{ClusterNames, Instance, LABEL_INSTANCE};
 use memgraph_operator::reconcile::desired::{DesiredObject, HASH_ANNOTATION};
 
 use super::super::run::NAMESPACE;
-use super::super::truth::{ClusterTruth, read_pod, write_pod};
+use super::super::truth::{ClusterTruth, read_index};
 use crate::apiserver::{ApiServer, Key};
 
 /// Why the cluster is not (yet) converged, or `Ok` when it is: the state must equal a fresh
@@ -30,9 +30,10 @@ pub fn converged(
     if status.observed_generation != cluster.metadata.generation {
         return Err("status describes an older generation".into());
     }
-    if status.ready_replicas != desired as i32 || status.registered_replicas != desired as i32 {
+    let wanted = truth.replica_instances(cluster_name).len() as i32;
+    if status.ready_replicas != wanted || status.registered_replicas != wanted {
         return Err(format!(
-            "status counts {} ready / {} registered, want {desired}",
+            "status counts {} ready / {} registered, want {wanted}",
             status.ready_replicas, status.registered_replicas
         ));
     }
@@ -66,12 +67,14 @@ pub fn converged(
             return Err(format!("condition {} is {}: {}", c.type_, c.status, c.message));
         }
     }
-    let write = write_pod(cluster_name);
-    let main = truth.pods.get(&write).ok_or("no write pod")?;
+    // The MAIN the cluster holds: the write pod, or the replica a failover promoted.
+    let write = truth.main_pod(cluster_name);
+    let main = truth.pods.get(&write).ok_or("no MAIN pod")?;
     if main.role != Some(Role::Main) || main.label.as_deref() != Some("main") || !main.routable() {
-        return Err(format!("write pod: {main:?}"));
+        return Err(format!("MAIN {write}: {main:?}"));
     }
-    let want_rows: BTreeSet<String> = (0..desired).map(|i| format!("read_{i}")).collect();
+    let replicas: Vec<Instance> = truth.replica_instances(cluster_name);
+    let want_rows: BTreeSet<String> = replicas.iter().map(|i| i.replica_name()).collect();
     let rows: BTreeSet<String> = truth.rows.keys().cloned().collect();
     if rows != want_rows {
         return Err(format!("registered {rows:?}, want {want_rows:?}"));
@@ -83,13 +86,12 @@ pub fn converged(
         }
     }
     let want_pods: BTreeSet<String> =
-        std::iter::once(write.clone()).chain((0..desired).map(|i| read_pod(cluster_name, i as u32))).collect();
+        std::iter::once(write.clone()).chain(replicas.iter().map(|i| names.pod(*i))).collect();
     let pods: BTreeSet<String> = truth.pods.keys().cloned().collect();
     if pods != want_pods {
         return Err(format!("pods {pods:?}"));
     }
-    for i in 0..desired {
-        let name = read_pod(cluster_name, i as u32);
+    for name in replicas.iter().map(|i| names.pod(*i)) {
         let pod = &truth.pods[&name];
         if pod.label.as_deref() != Some("replica") || !pod.routable() || pod.role != Some(Role::Replica) {
             return Err(format!("{name}: {pod:?}"));
@@ -113,9 +115,14 @@ pub fn converged(
     add("Service", DesiredObject::service(builders::write_service(&ctx)));
     add("Service", DesiredObject::service(builders::read_service(&ctx)));
     add("PodDisruptionBudget", DesiredObject::pdb(builders::read_pdb(&ctx)));
-    for i in 0..u32::try_from(desired).unwrap_or(0) {
-        add("StatefulSet", sts(Instance::Read(i)));
-        add("Service", DesiredObject::service(builders::headless_service(&ctx, Instance::Read(i))));
+    // The read pods the spec wants, and a promoted one beyond them, which stays as the MAIN.
+    let mut reads: Vec<Instance> = (0..u32::try_from(desired).unwrap_or(0)).map(Instance::Read).collect();
+    if let Some(i) = read_index(cluster_name, &write).filter(|i| *i as usize >= desired) {
+        reads.push(Instance::Read(i));
+    }
+    for i in reads {
+        add("StatefulSet", sts(i));
+        add("Service", DesiredObject::service(builders::headless_service(&ctx, i)));
     }
     let mut have = BTreeMap::new();
     for kind in ["StatefulSet", "Service", "PodDisruptionBudget"] {

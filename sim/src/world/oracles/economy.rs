@@ -53,12 +53,10 @@ pub struct Cost {
 pub fn looks_converged(cluster: &str, truth: &ClusterTruth) -> bool {
     let phase_running = truth.status.as_ref().is_some_and(|s| s["phase"].as_str() == Some("Running"));
     let write_labelled = truth.write(cluster).is_some_and(|p| p.label.as_deref() == Some("main"));
-    let replicas = (0..truth.desired()).all(|i| {
-        truth.replica_usable(cluster, i)
-            && truth
-                .pods
-                .get(&super::super::truth::read_pod(cluster, i))
-                .is_some_and(|p| p.label.as_deref() == Some("replica"))
+    let names = memgraph_operator::names::ClusterNames::new(cluster, super::super::run::NAMESPACE);
+    let replicas = truth.replica_instances(cluster).into_iter().all(|i| {
+        truth.instance_usable(cluster, i)
+            && truth.pods.get(&names.pod(i)).is_some_and(|p| p.label.as_deref() == Some("replica"))
     });
     phase_running && write_labelled && truth.write_usable(cluster) && replicas
 }

@@ -21,6 +21,7 @@ pub mod backups;
 pub mod claims;
 pub mod convergence;
 pub mod economy;
+pub mod failover;
 pub mod leadership;
 pub mod reads;
 pub mod routing;

@@ -28,7 +28,8 @@ pub struct Freshness {
     pub wrong_history: usize,
 }
 
-/// Judge every read of a cluster. `write_pod` names the pod whose history is the cluster's;
+/// Judge every read of a cluster. `mains` name the pods whose history is the cluster's (the
+/// write pod, and every replica a failover promoted);
 /// `lost` are acknowledged writes the final MAIN no longer has (measured elsewhere).
 /// `downtime` are stretches not held against the operator (see `World::excused`).
 /// `starts` are the times pods' Memgraph (re)started: a replica is stale no longer than since
@@ -36,16 +37,21 @@ pub struct Freshness {
 pub fn judge(
     cluster: &str,
     ledger: &Ledger,
-    write_pod: &str,
+    mains: &[String],
     lost: &BTreeSet<i64>,
     cond: &Conditions,
     downtime: &[(Duration, Duration)],
     starts: &[(String, Duration)],
 ) -> (Freshness, Vec<Violation>) {
-    let mut sent_to_main: Vec<i64> = ledger.sent.iter().filter(|(_, p)| p == write_pod).map(|(id, _)| *id).collect();
+    let write_pod = mains.join(" and ");
+    let mut sent_to_main: Vec<i64> = ledger.sent.iter().filter(|(_, p)| mains.contains(p)).map(|(id, _)| *id).collect();
     sent_to_main.sort_unstable();
-    let kept: Vec<(i64, u64)> =
-        ledger.acked.iter().filter(|a| a.pod == write_pod && !lost.contains(&a.id)).map(|a| (a.id, a.at_ms)).collect();
+    let kept: Vec<(i64, u64)> = ledger
+        .acked
+        .iter()
+        .filter(|a| mains.contains(&a.pod) && !lost.contains(&a.id))
+        .map(|a| (a.id, a.at_ms))
+        .collect();
     let mut staleness = Vec::with_capacity(ledger.reads.len());
     let mut out = Vec::new();
     let mut freshness = Freshness { reads: ledger.reads.len(), ..Freshness::default() };
@@ -130,16 +136,23 @@ mod tests {
     fn staleness_is_measured_from_the_oldest_missed_acknowledgement() {
         let cond = Conditions { operator_up_since: Some(Duration::ZERO), ..Conditions::default() };
         let l = ledger(vec![(10_500, Some(10), 10), (10_500, Some(7), 7), (40_000, Some(3), 3)]);
-        let (f, v) = judge("g", &l, "w", &BTreeSet::new(), &cond, &[], &[]);
+        let (f, v) = judge("g", &l, &["w".to_owned()], &BTreeSet::new(), &cond, &[], &[]);
         assert_eq!(f.reads, 3);
         assert_eq!(f.stale, 2);
         assert_eq!(f.max_ms, 36_000, "missed write 4, acknowledged at 4 s");
         assert_eq!(v.len(), 1, "36 s is beyond the tight bound: {v:?}");
-        let (_, v) =
-            judge("g", &l, "w", &BTreeSet::new(), &cond, &[(Duration::from_secs(5), Duration::from_secs(30))], &[]);
+        let (_, v) = judge(
+            "g",
+            &l,
+            &["w".to_owned()],
+            &BTreeSet::new(),
+            &cond,
+            &[(Duration::from_secs(5), Duration::from_secs(30))],
+            &[],
+        );
         assert!(v.is_empty(), "the operator was down for 25 of those seconds");
         let restarted = [("r".to_owned(), Duration::from_secs(30))];
-        let (_, v) = judge("g", &l, "w", &BTreeSet::new(), &cond, &[], &restarted);
+        let (_, v) = judge("g", &l, &["w".to_owned()], &BTreeSet::new(), &cond, &[], &restarted);
         assert!(v.is_empty(), "wrong for 10 s only: it restarted at 30 s");
     }
 
@@ -147,10 +160,10 @@ mod tests {
     fn reads_from_another_history_are_violations() {
         let cond = Conditions::default();
         for bad in [(5_000, Some(11), 11), (5_000, Some(5), 3), (5_000, Some(5), 6)] {
-            let (f, v) = judge("g", &ledger(vec![bad]), "w", &BTreeSet::new(), &cond, &[], &[]);
+            let (f, v) = judge("g", &ledger(vec![bad]), &["w".to_owned()], &BTreeSet::new(), &cond, &[], &[]);
             assert_eq!((f.wrong_history, v.len()), (1, 1), "{bad:?}");
         }
-        let (f, _) = judge("g", &ledger(vec![(5_000, None, 0)]), "w", &BTreeSet::new(), &cond, &[], &[]);
+        let (f, _) = judge("g", &ledger(vec![(5_000, None, 0)]), &["w".to_owned()], &BTreeSet::new(), &cond, &[], &[]);
         assert_eq!(f.wrong_history, 0, "an empty replica is stale, not wrong");
     }
 }

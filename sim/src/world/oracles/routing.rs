@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use fake_memgraph::Role;
-use memgraph_operator::names::{ClusterNames, Instance};
+use memgraph_operator::names::ClusterNames;
 
 use super::super::run::NAMESPACE;
-use super::super::truth::{ClusterTruth, read_index, write_pod};
+use super::super::truth::ClusterTruth;
 use super::{Conditions, Lagging, Violation, ms};
 
 /// Routing checks with their memory between samples.
@@ -53,19 +53,19 @@ impl Routing {
         }
         let names = ClusterNames::new(cluster, NAMESPACE);
         for (name, pod) in &truth.pods {
-            // The write Service reaches only the write pod, and only while it is a MAIN with its
-            // data. A pod keeps its labels across container restarts, so a write pod that comes
-            // back empty or demoted still carries `main` until the operator removes it: judged
-            // with the bound, whose clock stops while the operator is down.
+            // The write Service reaches only the MAIN the cluster's status holds (the write pod,
+            // or the replica a failover promoted), and only while it is a MAIN with its data. A
+            // pod keeps its labels across container restarts, so a MAIN that comes back empty or
+            // demoted still carries `main` until the operator removes it: judged with the bound,
+            // whose clock stops while the operator is down. An old MAIN a failover replaced keeps
+            // its label only until the failover's first step, and the two-mains check above
+            // catches it beside the new one.
             let write_routed = pod.label.as_deref() == Some("main") && pod.routable();
-            if write_routed && *name != write_pod(cluster) {
-                out.extend(self.once(
-                    now,
-                    cluster,
-                    &format!("write-endpoint {name}"),
-                    format!("write Service routes to {name}, which is not the write pod"),
-                ));
-            }
+            let held = truth.main_pod(cluster);
+            let stale_main = write_routed && *name != held;
+            out.extend(self.lagging.claim(cond, now, step, cluster, format!("old-main {name}"), stale_main, || {
+                format!("write Service routes to {name}, which is not the MAIN the cluster holds ({held})")
+            }));
             let wrong_main = write_routed && (pod.role != Some(Role::Main) || truth.main_lost_data(cluster));
             out.extend(self.lagging.claim(
                 cond,
@@ -87,9 +87,10 @@ impl Routing {
             // this MAIN and in sync (one that misses the MAIN's writes falls behind them). While
             // no client can write, a replica of the last MAIN misses nothing acknowledged.
             let routed = pod.label.as_deref() == Some("replica") && pod.routable();
-            let row = read_index(cluster, name)
-                .map(Instance::Read)
-                .and_then(|i| truth.rows.get(&i.replica_name()).filter(|r| r.address == names.replication_address(i)));
+            let row =
+                truth.replica_instances(cluster).into_iter().find(|i| names.pod(*i) == *name).and_then(|i| {
+                    truth.rows.get(&i.replica_name()).filter(|r| r.address == names.replication_address(i))
+                });
             let diverged = row.is_some_and(|r| r.state == Some(fake_memgraph::ReplicaState::Diverged));
             let behind = truth.write_usable(cluster) && !(pod.follows_main && row.is_some_and(|r| r.healthy()));
             let wrong = routed && (pod.role != Some(Role::Replica) || diverged || behind);
@@ -113,11 +114,24 @@ impl Routing {
         out
     }
 
-    /// Judge the queries the operator sent to a cluster's instances.
-    pub fn queries(&mut self, now: Duration, cluster: &str, queries: &[(String, String)]) -> Vec<Violation> {
+    /// Judge the queries the operator sent to a cluster's instances. With failover on
+    /// (`failover`), any instance may be promoted, demoted, registered and tested as the MAIN.
+    pub fn queries(
+        &mut self,
+        now: Duration,
+        cluster: &str,
+        queries: &[(String, String)],
+        failover: bool,
+    ) -> Vec<Violation> {
         let mut out = Vec::new();
         let read_prefix = format!("{cluster}-read-");
         for (address, query) in queries {
+            let roles = failover
+                && (query == "SET REPLICATION ROLE TO MAIN"
+                    || query == "SET REPLICATION ROLE TO REPLICA WITH PORT 10000"
+                    || query.starts_with("REGISTER REPLICA write ")
+                    || query == memgraph::TEST_WRITE_QUERY
+                    || query == memgraph::TEST_CLEANUP_QUERY);
             let allowed = query == "SHOW REPLICATION ROLE"
                 || query == "SHOW REPLICAS"
                 || query == "CREATE SNAPSHOT"
@@ -131,7 +145,7 @@ impl Routing {
                 || query.starts_with("REGISTER REPLICA read_")
                 || query.starts_with("DROP REPLICA ")
                 || (query == "SET REPLICATION ROLE TO REPLICA WITH PORT 10000" && address.starts_with(&read_prefix));
-            if !allowed {
+            if !allowed && !roles {
                 out.extend(self.once(
                     now,
                     cluster,

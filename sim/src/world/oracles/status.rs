@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::super::truth::{ClusterTruth, write_pod};
+use super::super::truth::ClusterTruth;
 use super::{Conditions, Lagging, Violation};
 
 /// Status checks with their memory between samples.
@@ -63,7 +63,7 @@ impl StatusTruth {
         let main_pod = status["mainPod"].as_str();
         claim(
             "mainPod",
-            main_pod.is_some_and(|m| m != write_pod(cluster) || !usable),
+            main_pod.is_some_and(|m| m != truth.main_pod(cluster) || !usable),
             format!("status names {main_pod:?} the MAIN while it is not usable"),
         );
         // WriteReady False is a claim too: the write pod is not ready, not a MAIN, or empty.

@@ -285,6 +285,7 @@ mod tests {
             status: Some(status),
             spec: Some(json!({"read": {"replicas": 1}})),
             generation: 1,
+            main: write_pod("g"),
         }
     }
 

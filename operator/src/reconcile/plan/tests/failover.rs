@@ -1,0 +1,244 @@
+//! Failover: detection, choice, the recorded intent and its steps, against the model of
+//! `plan::tests` in which every action succeeds at once.
+
+use super::*;
+use crate::api::FailoverStatus;
+
+fn at(secs: i64) -> Timestamp {
+    now().checked_add(std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0))).expect("time")
+}
+
+/// A converged SYNC cluster with failover on, `replicas` read pods, every replica seen ready.
+fn sync_cluster(replicas: i32) -> (MemgraphClusterSpec, Observed) {
+    let (mut spec, mut obs) = fresh(replicas);
+    spec.replication.mode = ReplicationMode::Sync;
+    spec.failover.enabled = true;
+    obs.spec = spec.clone();
+    converge(&spec, &mut obs, 12);
+    (spec, obs)
+}
+
+fn failover(obs: &Observed) -> FailoverStatus {
+    obs.status.failover.clone().expect("status.failover")
+}
+
+fn labelled(obs: &Observed, role: &str) -> Vec<String> {
+    obs.pods.values().filter(|p| p.role_label.as_deref() == Some(role)).map(|p| p.name.clone()).collect()
+}
+
+/// Plan and apply at `when` until nothing changes, checking that no two pods are labelled `main`.
+fn settle_at(spec: &MemgraphClusterSpec, obs: &mut Observed, when: Timestamp) {
+    for _ in 0..12 {
+        let plan = plan(spec, obs, when);
+        if plan.is_empty() {
+            return;
+        }
+        apply(spec, obs, &plan);
+        assert!(labelled(obs, "main").len() <= 1, "two MAINs labelled: {:?}", labelled(obs, "main"));
+    }
+    panic!("no fixpoint: {:?}", kinds(&plan(spec, obs, when)));
+}
+
+fn set_progress(obs: &mut Observed, progress: &[(u32, i64, i64)]) {
+    let rows = write_rows(obs).expect("rows");
+    for (index, ts, behind) in progress {
+        let row = rows.iter_mut().find(|r| r.name == Instance::Read(*index).replica_name()).expect("row");
+        row.data = Some(ReplicaData { ts: *ts, behind: *behind, status: ReplicaStatus::Ready });
+    }
+}
+
+fn lose_write_pod(obs: &mut Observed) {
+    obs.pods.get_mut(&Instance::Write).expect("write pod").memgraph = MemgraphState::Unreachable("timed out".into());
+}
+
+#[test]
+fn the_mains_view_of_its_replicas_is_kept_in_status() {
+    let (_, obs) = sync_cluster(2);
+    let f = failover(&obs);
+    assert_eq!(f.main, "write");
+    assert_eq!(f.generation, 0);
+    let seen: Vec<(&str, &str, &str)> =
+        f.seen.iter().map(|s| (s.name.as_str(), s.mode.as_str(), s.state.as_str())).collect();
+    assert_eq!(seen, [("read-0", "sync", "ready"), ("read-1", "sync", "ready")]);
+}
+
+#[test]
+fn a_blip_shorter_than_the_delay_promotes_nothing() {
+    let (spec, mut obs) = sync_cluster(2);
+    lose_write_pod(&mut obs);
+    let first = plan(&spec, &obs, now());
+    assert!(!kinds(&first).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&first));
+    assert!(first.requeue_after <= std::time::Duration::from_secs(5), "looks again when the delay ends");
+    apply(&spec, &mut obs, &first);
+    assert_eq!(failover(&obs).main_down_since.map(|t| t.0), Some(now()));
+    let later = plan(&spec, &obs, at(4));
+    assert!(!kinds(&later).iter().any(|k| k.starts_with("Promote")), "4 s < 5 s delay");
+    // It answers again: the clock stops.
+    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
+        MemgraphState::Main { replicas: Some(Ok(obs_rows(&obs))), nodes: None };
+    settle_at(&spec, &mut obs, at(4));
+    assert_eq!(failover(&obs).main_down_since, None);
+    let after = plan(&spec, &obs, at(30));
+    assert!(!kinds(&after).iter().any(|k| k.starts_with("Promote")));
+}
+
+fn obs_rows(obs: &Observed) -> Vec<ReplicaRow> {
+    obs.status
+        .failover
+        .iter()
+        .flat_map(|f| f.seen.iter())
+        .filter_map(|s| Instance::from_status_name(&s.name))
+        .map(|i| ReplicaRow {
+            name: i.replica_name(),
+            socket_address: names().replication_address(i),
+            sync_mode: "sync".into(),
+            data: Some(ReplicaData { ts: 10, behind: 0, status: ReplicaStatus::Ready }),
+        })
+        .collect()
+}
+
+#[test]
+fn failover_is_off_unless_enabled() {
+    let (mut spec, mut obs) = sync_cluster(2);
+    spec.failover.enabled = false;
+    lose_write_pod(&mut obs);
+    for secs in [0, 10, 60] {
+        let plan = plan(&spec, &obs, at(secs));
+        assert!(!kinds(&plan).iter().any(|k| k.starts_with("Promote")));
+        apply(&spec, &mut obs, &plan);
+    }
+    assert_eq!(failover(&obs).generation, 0);
+}
+
+#[test]
+fn the_most_up_to_date_safe_replica_is_promoted_after_the_intent_is_recorded() {
+    let (spec, mut obs) = sync_cluster(3);
+    set_progress(&mut obs, &[(0, 8, -4), (1, 12, 0), (2, 11, -1)]);
+    settle_at(&spec, &mut obs, now());
+    obs.pods.get_mut(&Instance::Write).expect("pod").role_label = Some("main".into());
+    lose_write_pod(&mut obs);
+    let first = plan(&spec, &obs, now());
+    apply(&spec, &mut obs, &first);
+    let start = plan(&spec, &obs, at(5));
+    let k = kinds(&start);
+    assert!(start.record_first, "the intent is written before the promotion runs");
+    assert!(k.contains(&"Promote read_1".to_owned()), "{k:?}");
+    assert!(k.contains(&"Label c-write-0 -".to_owned()), "the old MAIN's label goes first: {k:?}");
+    let intent = start.status.failover.as_ref().and_then(|f| f.intent.clone()).expect("intent");
+    assert_eq!((intent.generation, intent.from.as_str(), intent.to.as_str()), (1, "write", "read-1"));
+    assert!(!intent.may_lose_writes);
+    // The promotion's subject is a replica's, so it runs after the status write.
+    let promote = start.actions.iter().find(|a| matches!(a, Action::Promote(_))).expect("promote");
+    assert!(promote.subject().is_some_and(|s| s.starts_with(REPLICA_SUBJECT_PREFIX)));
+}
+
+#[test]
+fn a_failover_completes_and_the_old_main_rejoins_as_a_replica() {
+    let (spec, mut obs) = sync_cluster(2);
+    lose_write_pod(&mut obs);
+    let first = plan(&spec, &obs, now());
+    apply(&spec, &mut obs, &first);
+    settle_at(&spec, &mut obs, at(6));
+    let f = failover(&obs);
+    assert_eq!((f.main.as_str(), f.generation, f.intent.is_none()), ("read-0", 1, true), "{f:?}");
+    assert_eq!(labelled(&obs, "main"), ["c-read-0-0"]);
+    assert_eq!(labelled(&obs, "replica"), ["c-read-1-0"]);
+    let rows = rows_of(&mut obs, Instance::Read(0)).expect("new MAIN's rows").clone();
+    assert_eq!(rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["read_1"]);
+    // The old MAIN comes back as a MAIN with its old replica list: demoted, then registered.
+    let old_rows = obs_rows(&obs);
+    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
+        MemgraphState::Main { replicas: Some(Ok(old_rows)), nodes: Some(5) };
+    let back = plan(&spec, &obs, at(20));
+    let k = kinds(&back);
+    assert!(k.contains(&"SetReplicaRole write".to_owned()), "{k:?}");
+    assert!(!k.iter().any(|a| a == "Label c-write-0 main"), "never labelled because it says MAIN: {k:?}");
+    settle_at(&spec, &mut obs, at(20));
+    let rows = rows_of(&mut obs, Instance::Read(0)).expect("rows").clone();
+    assert!(rows.iter().any(|r| r.name == "write"), "the write pod follows the new MAIN: {rows:?}");
+    assert_eq!(labelled(&obs, "main"), ["c-read-0-0"]);
+    assert!(labelled(&obs, "replica").contains(&"c-write-0".to_owned()));
+    assert_eq!(obs.status.main_pod.as_deref(), Some("c-read-0-0"));
+}
+
+#[test]
+fn with_no_replica_seen_in_sync_nothing_is_promoted_unless_loss_is_allowed() {
+    let (mut spec, mut obs) = fresh(2);
+    spec.failover.enabled = true;
+    obs.spec = spec.clone();
+    converge(&spec, &mut obs, 12);
+    lose_write_pod(&mut obs);
+    let first = plan(&spec, &obs, now());
+    apply(&spec, &mut obs, &first);
+    let blocked = plan(&spec, &obs, at(6));
+    assert!(!kinds(&blocked).iter().any(|k| k.starts_with("Promote")));
+    apply(&spec, &mut obs, &blocked);
+    let c = condition(&obs, crate::reconcile::plan::failover::FAILOVER_BLOCKED);
+    assert_eq!(c.status, "True");
+    assert!(c.message.contains("allowDataLoss"), "{}", c.message);
+    spec.failover.allow_data_loss = true;
+    let allowed = plan(&spec, &obs, at(7));
+    assert!(kinds(&allowed).contains(&"Promote read_0".to_owned()), "{:?}", kinds(&allowed));
+    let intent = allowed.status.failover.as_ref().and_then(|f| f.intent.clone()).expect("intent");
+    assert!(intent.may_lose_writes);
+}
+
+#[test]
+fn a_replica_that_does_not_answer_is_not_chosen() {
+    let (spec, mut obs) = sync_cluster(2);
+    obs.pods.get_mut(&Instance::Read(0)).expect("pod").memgraph = MemgraphState::Unreachable("refused".into());
+    lose_write_pod(&mut obs);
+    let first = plan(&spec, &obs, now());
+    apply(&spec, &mut obs, &first);
+    let start = plan(&spec, &obs, at(6));
+    assert!(kinds(&start).contains(&"Promote read_1".to_owned()), "{:?}", kinds(&start));
+}
+
+#[test]
+fn an_interrupted_failover_is_finished_from_its_intent() {
+    let (spec, mut obs) = sync_cluster(2);
+    lose_write_pod(&mut obs);
+    let first = plan(&spec, &obs, now());
+    apply(&spec, &mut obs, &first);
+    // The operator records the intent, then crashes before the promotion runs.
+    let start = plan(&spec, &obs, at(6));
+    obs.status = (*start.status).clone();
+    let again = plan(&spec, &obs, at(8));
+    assert!(kinds(&again).contains(&"Promote read_0".to_owned()), "promoted again: {:?}", kinds(&again));
+    assert!(!again.record_first, "the same intent, already recorded");
+    settle_at(&spec, &mut obs, at(8));
+    assert_eq!(failover(&obs).main, "read-0");
+}
+
+#[test]
+fn a_target_lost_before_completion_is_replaced_by_the_next_candidate() {
+    let (spec, mut obs) = sync_cluster(2);
+    lose_write_pod(&mut obs);
+    let first = plan(&spec, &obs, now());
+    apply(&spec, &mut obs, &first);
+    let start = plan(&spec, &obs, at(6));
+    obs.status = (*start.status).clone();
+    obs.pods.get_mut(&Instance::Read(0)).expect("pod").ready = false;
+    let next = plan(&spec, &obs, at(8));
+    assert!(kinds(&next).contains(&"Promote read_1".to_owned()), "{:?}", kinds(&next));
+    let intent = next.status.failover.as_ref().and_then(|f| f.intent.clone()).expect("intent");
+    assert_eq!((intent.generation, intent.from.as_str(), intent.to.as_str()), (2, "write", "read-1"));
+    assert!(next.record_first);
+}
+
+#[test]
+fn a_failover_is_rolled_back_when_the_old_main_returns_before_the_target_answers() {
+    let (spec, mut obs) = sync_cluster(1);
+    lose_write_pod(&mut obs);
+    let first = plan(&spec, &obs, now());
+    apply(&spec, &mut obs, &first);
+    let start = plan(&spec, &obs, at(6));
+    obs.status = (*start.status).clone();
+    obs.pods.get_mut(&Instance::Read(0)).expect("pod").ready = false;
+    let rows = obs_rows(&obs);
+    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
+        MemgraphState::Main { replicas: Some(Ok(rows)), nodes: Some(3) };
+    let back = plan(&spec, &obs, at(8));
+    let f = back.status.failover.clone().expect("failover");
+    assert_eq!((f.main.as_str(), f.intent.is_none(), f.generation), ("write", true, 0), "{f:?}");
+}
