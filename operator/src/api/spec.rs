@@ -453,12 +453,32 @@ pub struct FailoverSpec {
     /// no safe candidate nothing is promoted, and the `FailoverBlocked` condition says why.
     #[serde(default)]
     pub allow_data_loss: bool,
+    /// After a failover, move the MAIN back to the write pod once it has rejoined and been in
+    /// sync, in SYNC or STRICT_SYNC mode, for `switchBackAfterSeconds` (a planned switchover:
+    /// the current MAIN is demoted first, so no acknowledged write can be lost). Backups run
+    /// beside the write pod, so they resume then. Default true.
+    #[serde(default = "default_true")]
+    pub switch_back: bool,
+    /// How long the write pod must have been in sync before the switch back. Default 30.
+    #[serde(default = "default_switch_back_after")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub switch_back_after_seconds: i32,
 }
 
 impl Default for FailoverSpec {
     fn default() -> Self {
-        Self { enabled: false, detection_delay_seconds: default_detection_delay(), allow_data_loss: false }
+        Self {
+            enabled: false,
+            detection_delay_seconds: default_detection_delay(),
+            allow_data_loss: false,
+            switch_back: true,
+            switch_back_after_seconds: default_switch_back_after(),
+        }
     }
+}
+
+fn default_switch_back_after() -> i32 {
+    30
 }
 
 fn default_detection_delay() -> i32 {

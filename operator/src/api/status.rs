@@ -102,9 +102,14 @@ pub struct FailoverStatus {
     /// its steps is taken, so an operator restarted at any step finishes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<FailoverIntent>,
-    /// Since when the MAIN has not answered the operator or its pod has not been Ready.
+    /// Since when the MAIN has not answered the operator or its pod has not been Ready (the
+    /// start of the first look that found it so).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub main_down_since: Option<Time>,
+    /// When that look ended: the look that confirms it begins at least a second later, so that
+    /// replicas still receiving the MAIN's writes can show it is alive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_down_noticed_at: Option<Time>,
     /// The last failover that completed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last: Option<CompletedFailover>,

@@ -41,7 +41,16 @@ fn protocol(address: &str, message: impl Into<String>) -> BoltError {
 
 /// `SHOW REPLICATION ROLE`.
 pub async fn replication_role(bolt: &dyn Bolt, address: &str) -> Result<Role, BoltError> {
-    let result = probe(bolt, address, "SHOW REPLICATION ROLE").await?;
+    replication_role_within(bolt, address, bolt.timeouts().probe).await
+}
+
+/// `SHOW REPLICATION ROLE`, waiting at most `timeout`.
+pub async fn replication_role_within(
+    bolt: &dyn Bolt,
+    address: &str,
+    timeout: std::time::Duration,
+) -> Result<Role, BoltError> {
+    let result = bolt.run_within(address, "SHOW REPLICATION ROLE", BTreeMap::new(), timeout).await?;
     let role = result.get(0, "replication role").and_then(BoltValue::as_str).map(str::to_ascii_lowercase);
     match role.as_deref() {
         Some("main") => Ok(Role::Main),

@@ -56,7 +56,12 @@ async fn execute<K: Kube>(
         Action::SetReplicaRole(instance) => {
             memgraph::set_replica_role(bolt, &names.bolt_address(*instance), REPLICATION_PORT).await?;
         }
-        Action::Promote(instance) => memgraph::set_main_role(bolt, &names.bolt_address(*instance)).await?,
+        Action::Promote { instance, demote } => {
+            if let Some(old) = demote {
+                memgraph::set_replica_role(bolt, &names.bolt_address(*old), REPLICATION_PORT).await?;
+            }
+            memgraph::set_main_role(bolt, &names.bolt_address(*instance)).await?;
+        }
         Action::RegisterReplica { main, instance, mode } => {
             let address = names.replication_address(*instance);
             let main = names.bolt_address(*main);
@@ -429,7 +434,10 @@ impl std::fmt::Debug for ActionName<'_> {
             Action::Apply(o) => write!(f, "Apply {:?} {}", o.key().kind, o.key().name),
             Action::Delete(k) => write!(f, "Delete {:?} {}", k.kind, k.name),
             Action::SetReplicaRole(i) => write!(f, "SetReplicaRole {}", i.replica_name()),
-            Action::Promote(i) => write!(f, "Promote {}", i.replica_name()),
+            Action::Promote { instance, demote: None } => write!(f, "Promote {}", instance.replica_name()),
+            Action::Promote { instance, demote: Some(old) } => {
+                write!(f, "Promote {} after demoting {}", instance.replica_name(), old.replica_name())
+            }
             Action::RegisterReplica { main, instance, mode } => {
                 write!(f, "RegisterReplica {} {} on {}", instance.replica_name(), mode.as_cypher(), main.replica_name())
             }

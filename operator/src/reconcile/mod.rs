@@ -254,7 +254,9 @@ pub async fn reconcile<K: Kube>(
         };
         let uid = current.uid().unwrap_or_default();
         let stored_now = stored.take().unwrap_or_else(|| current.status.clone().unwrap_or_default());
+        let started_at = clock.now();
         let mut observed = observe(kube, bolt, &current).instrument(tracing::info_span!("observe")).await?;
+        observed.started = Some(started_at);
         observed.snapshot_running = memory.snapshots.running(&uid);
         observed.validation_running = memory.validation.running(&uid);
         observed.validation_done = memory.validation.finished(&uid);
@@ -369,6 +371,11 @@ pub async fn reconcile<K: Kube>(
                 measurements.extend(snapshot_job::measurements(done));
             }
             let mut requeue_after = plan.requeue_after;
+            // A failover's promotion just ran: look again at once, to register the replicas on
+            // the new MAIN and route writes to it.
+            if plan.record_first {
+                requeue_after = requeue_after.min(SETTLE_DELAY);
+            }
             if failed_now {
                 requeue_after = requeue_after.min(plan::failures::retry_delay(1));
             }

@@ -79,8 +79,13 @@ fn pod_state(pod: &Pod) -> PodState {
     }
 }
 
-async fn ask(bolt: &dyn Bolt, address: &str, rows_within: std::time::Duration) -> MemgraphState {
-    match memgraph::replication_role(bolt, address).await {
+async fn ask(
+    bolt: &dyn Bolt,
+    address: &str,
+    role_within: std::time::Duration,
+    rows_within: std::time::Duration,
+) -> MemgraphState {
+    match memgraph::replication_role_within(bolt, address, role_within).await {
         Err(e) => MemgraphState::Unreachable(e.to_string()),
         Ok(Role::Replica) => MemgraphState::Replica { nodes: None },
         Ok(Role::Main) => {
@@ -89,6 +94,9 @@ async fn ask(bolt: &dyn Bolt, address: &str, rows_within: std::time::Duration) -
         }
     }
 }
+
+/// Probe timeout for an instance a failover is about to replace or is replacing.
+pub const SUSPECT_PROBE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Observe a cluster.
 pub async fn observe<K: Kube>(
@@ -156,7 +164,20 @@ pub async fn observe<K: Kube>(
         .collect();
     let version = crate::version::MemgraphVersion::from_image(&spec.write.image);
     let rows_within = memgraph::show_replicas_timeout(bolt, version);
-    let answers = futures::future::join_all(asked.iter().map(|(_, address)| ask(bolt, address, rows_within))).await;
+    // An instance already found down is asked with a shorter timeout: a failover waits on it
+    // otherwise, every round, for the full probe timeout.
+    let suspect = |instance: Instance| {
+        status.failover.as_ref().is_some_and(|f| {
+            f.intent.as_ref().is_some_and(|i| i.from == instance.status_name())
+                || (f.main_down_since.is_some() && instance == held_as_main)
+        })
+    };
+    let probe = bolt.timeouts().probe;
+    let answers = futures::future::join_all(asked.iter().map(|(instance, address)| {
+        let role_within = if suspect(*instance) { probe.min(SUSPECT_PROBE) } else { probe };
+        ask(bolt, address, role_within, rows_within)
+    }))
+    .await;
     for ((instance, _), answer) in asked.into_iter().zip(answers) {
         if let Some(pod) = pods.get_mut(&instance) {
             pod.memgraph = answer;
@@ -211,5 +232,6 @@ pub async fn observe<K: Kube>(
         agent_key_exists,
         fresh_agent_key: String::new(),
         stalls: BTreeMap::new(),
+        started: None,
     })
 }

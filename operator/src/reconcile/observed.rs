@@ -167,4 +167,7 @@ pub struct Observed {
     /// Replicas whose node count stood still while the MAIN could not report on them (filled
     /// by [`super::progress::Progress::note`]).
     pub stalls: BTreeMap<u32, super::progress::Stall>,
+    /// When this observation started (set by the reconcile): an instance whose probe failed
+    /// has not answered since then.
+    pub started: Option<k8s_openapi::jiff::Timestamp>,
 }

@@ -30,6 +30,9 @@ pub struct Stall {
     /// The MAIN could not be counted: `main_then` and `main_now` are the most any other
     /// replica held (the MAIN holds at least what its replicas received).
     pub peers: bool,
+    /// When its count was last seen to change on the same container: it received writes from
+    /// a MAIN then (only a MAIN sends a replica data).
+    pub moved_at: Option<Timestamp>,
 }
 
 impl Stall {
@@ -55,6 +58,7 @@ struct Track {
     since: Timestamp,
     main_then: i64,
     peers: bool,
+    moved_at: Option<Timestamp>,
 }
 
 /// Per cluster (by uid) and read index, what each counted replica was last seen holding.
@@ -124,8 +128,12 @@ impl Progress {
                 since: now,
                 main_then: reference,
                 peers,
+                moved_at: None,
             };
             let track = cluster.entry(*index).or_insert_with(|| fresh.clone());
+            let same_container = track.pod_uid == pod.uid && track.restarts == pod.restarts;
+            let moved =
+                (same_container && track.nodes != *nodes).then_some(now).or(track.moved_at.filter(|_| same_container));
             // A new pod, a restarted container, a moved count or another yardstick starts the
             // watch again.
             if track.pod_uid != pod.uid
@@ -133,7 +141,7 @@ impl Progress {
                 || track.nodes != *nodes
                 || track.peers != peers
             {
-                *track = fresh;
+                *track = Track { moved_at: moved, ..fresh };
             }
             obs.stalls.insert(
                 *index,
@@ -143,6 +151,7 @@ impl Progress {
                     main_then: track.main_then,
                     main_now: reference,
                     peers,
+                    moved_at: track.moved_at,
                 },
             );
         }
@@ -162,7 +171,7 @@ mod tests {
 
     #[test]
     fn a_replica_standing_still_while_the_main_moves_has_stopped_following() {
-        let stall = Stall { nodes: 10, since: at(0), main_then: 12, main_now: 20, peers: false };
+        let stall = Stall { nodes: 10, since: at(0), main_then: 12, main_now: 20, peers: false, moved_at: None };
         assert!(stall.stopped_following(at(10), Duration::from_secs(10)));
         assert!(!stall.stopped_following(at(9), Duration::from_secs(10)), "within the grace");
     }
@@ -170,26 +179,26 @@ mod tests {
     #[test]
     fn a_quiet_cluster_is_no_evidence() {
         // Nobody wrote: both stood still.
-        let quiet = Stall { nodes: 10, since: at(0), main_then: 10, main_now: 10, peers: false };
+        let quiet = Stall { nodes: 10, since: at(0), main_then: 10, main_now: 10, peers: false, moved_at: None };
         assert!(!quiet.stopped_following(at(100), Duration::from_secs(10)));
         // The replica holds what the MAIN holds now: it caught up, whatever it stood at.
-        let caught_up = Stall { nodes: 20, since: at(0), main_then: 12, main_now: 20, peers: false };
+        let caught_up = Stall { nodes: 20, since: at(0), main_then: 12, main_now: 20, peers: false, moved_at: None };
         assert!(!caught_up.stopped_following(at(100), Duration::from_secs(10)));
     }
 
     #[test]
     fn without_the_main_a_replica_short_of_a_peer_for_the_grace_has_stopped_following() {
         // The MAIN is gone: a peer holds writes this replica never received.
-        let short = Stall { nodes: 65, since: at(0), main_then: 72, main_now: 72, peers: true };
+        let short = Stall { nodes: 65, since: at(0), main_then: 72, main_now: 72, peers: true, moved_at: None };
         assert!(short.stopped_following(at(10), Duration::from_secs(10)));
         assert!(!short.stopped_following(at(9), Duration::from_secs(10)), "within the grace");
         // The one holding the most, or as much as the others, is never behind them.
-        let most = Stall { nodes: 72, since: at(0), main_then: 65, main_now: 65, peers: true };
+        let most = Stall { nodes: 72, since: at(0), main_then: 65, main_now: 65, peers: true, moved_at: None };
         assert!(!most.stopped_following(at(100), Duration::from_secs(10)));
-        let equal = Stall { nodes: 72, since: at(0), main_then: 72, main_now: 72, peers: true };
+        let equal = Stall { nodes: 72, since: at(0), main_then: 72, main_now: 72, peers: true, moved_at: None };
         assert!(!equal.stopped_following(at(100), Duration::from_secs(10)));
         // A peer that only just got ahead after a quiet spell is no evidence yet.
-        let just = Stall { nodes: 72, since: at(0), main_then: 72, main_now: 73, peers: true };
+        let just = Stall { nodes: 72, since: at(0), main_then: 72, main_now: 73, peers: true, moved_at: None };
         assert!(!just.stopped_following(at(100), Duration::from_secs(10)));
     }
 }

@@ -600,11 +600,13 @@ impl<'a> World<'a> {
                 .map(|q| (q.address.clone(), q.query.clone()))
                 .collect();
             found.extend(c.routing.queries(now, name, &queries, c.setup.failover));
-            let promoted =
-                log.queries.iter().filter(|q| q.cluster == *name && q.query == "SET REPLICATION ROLE TO MAIN");
-            for q in promoted {
+            for q in log.queries.iter().filter(|q| q.cluster == *name) {
                 let pod = q.address.split('.').next().unwrap_or_default().to_owned();
-                c.failover.promotions.push((q.at_ms, pod));
+                if q.query == "SET REPLICATION ROLE TO MAIN" {
+                    c.failover.promotions.push((q.at_ms, pod));
+                } else if q.query.starts_with("SET REPLICATION ROLE TO REPLICA") {
+                    c.failover.demotions.push((q.at_ms, pod));
+                }
             }
             let delay = Duration::from_secs(super::clusters::FAILOVER_DELAY_SECONDS);
             found.extend(c.failover.judge_promotions(name, delay));
@@ -755,16 +757,20 @@ impl<'a> World<'a> {
                     cs.iter().any(|c| c["type"] == "DataDivergence" && c["reason"] == "ReplicaDiverged")
                 });
             state.diverged_since = if diverged { state.diverged_since.or(Some(now)) } else { None };
-            if !state.diverged_since.is_some_and(|s| now >= s + PERSON_REACTS) {
+            if state.diverged_since.is_none_or(|s| now < s + PERSON_REACTS) {
                 continue;
             }
             state.diverged_since = None;
             let names = ClusterNames::new(cluster.clone(), NAMESPACE);
+            // The status names them (a refused registration leaves a row with no state to see).
             let pods: Vec<String> = c
-                .rows
-                .iter()
-                .filter(|(_, r)| r.state == Some(fake_memgraph::ReplicaState::Diverged))
-                .filter_map(|(name, _)| Instance::from_replica_name(name).map(|i| names.pod(i)))
+                .status
+                .as_ref()
+                .and_then(|s| s["validation"]["replicas"].as_array())
+                .into_iter()
+                .flatten()
+                .filter(|r| r["message"].as_str().is_some_and(|m| m.contains("diverged from the MAIN")))
+                .filter_map(|r| r["name"].as_str().and_then(Instance::from_status_name).map(|i| names.pod(i)))
                 .filter(|pod| !self.kubelet.on_lost_node(pod))
                 .collect();
             for pod in pods {
@@ -855,7 +861,8 @@ impl<'a> World<'a> {
         for name in names {
             let Some(c) = truth.clusters.get(&name) else { continue };
             let source = self.source.clone();
-            let result = super::oracles::convergence::converged(&self.api, &name, c, |pod| {
+            let failed_over = self.clusters.get(&name).is_some_and(|s| s.mains.len() > 1);
+            let result = super::oracles::convergence::converged(&self.api, &name, c, failed_over, |pod| {
                 source.server(pod).map(|s| s.digest())
             });
             let Some(state) = self.clusters.get_mut(&name) else { continue };

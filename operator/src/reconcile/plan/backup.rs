@@ -189,6 +189,16 @@ pub fn health(
     if let Some(failed) = b.last_failed.as_ref().filter(|f| last_ok.is_none_or(|ok| f.time.0 > ok)) {
         return Some(("False", "LastBackupFailed", format!("Backup {} failed: {}", failed.id, failed.error)));
     }
+    if status.failover.as_ref().is_some_and(|f| f.main != "write") {
+        return Some((
+            "False",
+            "PausedByFailover",
+            "Backups are paused: after a failover a read pod is the MAIN, and the backup agent runs beside the write \
+             pod. They resume when the write pod is the MAIN again (spec.failover.switchBack moves it back once it \
+             has caught up)"
+                .to_owned(),
+        ));
+    }
     let since = last_ok.or(b.enabled_since.as_ref().map(|t| t.0)).unwrap_or(now);
     if let Some(period) = period(&spec.snapshot.schedule, since)
         && now.duration_since(since).unsigned_abs() > period * 2

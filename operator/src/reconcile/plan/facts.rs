@@ -220,7 +220,10 @@ fn replica_facts(p: &Planner<'_>, main: &MainFacts, instance: Instance, desired:
     let healthy_row = address_ok && status.is_some_and(ReplicaStatus::is_healthy);
     let in_sync = desired && main.routable() && ready_replica && healthy_row;
     let caught_up = in_sync && mode_ok && data.is_some_and(|d| d.behind == 0);
-    let diverged = status == Some(&ReplicaStatus::Diverged);
+    // Memgraph 3.5+ refuses to register a diverged replica with `Error: 3` and leaves its row
+    // with an empty `data_info`: the refusal is the only sign of the divergence.
+    let refused = refused_as_diverged(obs, instance);
+    let diverged = status == Some(&ReplicaStatus::Diverged) || (refused && row.is_some());
 
     // Out of sync on positive evidence: the MAIN answered and reports it so. `unhealthy_since`
     // counts only while the pod is ready (it drives the label grace and re-registration);
@@ -252,6 +255,10 @@ fn replica_facts(p: &Planner<'_>, main: &MainFacts, instance: Instance, desired:
         // The MAIN says nothing new; what was last known still counts once its grace is over,
         // and so does a count that stood still while the MAIN's moved.
         if out_of_sync_for(ROUTE_GRACE) || stalled(p, instance, ready_replica) { Route::No } else { Route::Unknown }
+    } else if row.is_none() && failing_over(obs) && !diverged {
+        // A failover registers the replicas on the new MAIN before any write reaches it: until
+        // then a replica of the old MAIN misses nothing acknowledged, and keeps serving reads.
+        Route::Unknown
     } else if row.is_none() || !address_ok || data.is_none() || diverged {
         Route::No
     } else if healthy_row {
@@ -289,7 +296,7 @@ fn replica_facts(p: &Planner<'_>, main: &MainFacts, instance: Instance, desired:
             "the MAIN cannot report on it, and its node count stood still for over {} s while the MAIN's moved: it stopped applying the MAIN's writes",
             STALL_GRACE.as_secs()
         ),
-        false => replica_problem(desired, pod, ready, state, row.as_ref(), address_ok, main),
+        false => replica_problem(obs, instance, pod, ready, state, row.as_ref(), address_ok, main, desired),
     });
     ReplicaFacts {
         desired,
@@ -308,6 +315,21 @@ fn replica_facts(p: &Planner<'_>, main: &MainFacts, instance: Instance, desired:
         degrade,
         diverged,
     }
+}
+
+/// Whether a failover is under way (its intent is recorded).
+fn failing_over(obs: &Observed) -> bool {
+    obs.status.failover.as_ref().is_some_and(|f| f.intent.is_some())
+}
+
+/// Whether the last registration of `instance` failed because it diverged (`Error: 3`, Memgraph
+/// 3.5+), as recorded in `status.failingActions`.
+fn refused_as_diverged(obs: &Observed, instance: Instance) -> bool {
+    let subject = super::replica_subject(&instance.replica_name());
+    obs.status
+        .failing_actions
+        .iter()
+        .any(|f| f.subject == subject && f.action.starts_with("RegisterReplica") && f.message.contains(". Error: 3"))
 }
 
 /// The replica stopped applying the MAIN's writes, counted while the MAIN could not say so.
@@ -474,14 +496,17 @@ fn podless_reads(obs: &Observed) -> Vec<String> {
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn replica_problem(
-    desired: bool,
+    obs: &Observed,
+    instance: Instance,
     pod: Option<&PodState>,
     ready: bool,
     state: Option<&MemgraphState>,
     row: Option<&ReplicaRow>,
     address_ok: bool,
     main: &MainFacts,
+    desired: bool,
 ) -> String {
     if !desired {
         return "no longer wanted; being removed".to_owned();
@@ -505,6 +530,11 @@ fn replica_problem(
         return format!("registered at the wrong address {}", row.socket_address);
     }
     match (&row.data, state) {
+        (None, _) if refused_as_diverged(obs, instance) => {
+            "diverged from the MAIN (its registration was refused with Error: 3): it holds writes the MAIN does not \
+             have; it needs a clean volume"
+                .to_owned()
+        }
         (None, _) => "registration is incomplete (empty data_info)".to_owned(),
         (Some(d), _) if d.status == ReplicaStatus::Diverged => {
             "diverged from the MAIN: it holds writes the MAIN does not have; it needs a clean volume".to_owned()

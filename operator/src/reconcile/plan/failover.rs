@@ -30,6 +30,8 @@ use crate::memgraph::ReplicaStatus;
 use crate::names::{Instance, ROLE_MAIN};
 use crate::reconcile::observed::{MemgraphState, Observed};
 
+/// Least time between the look that found the MAIN down and the one that confirms it.
+const CONFIRM_GAP: std::time::Duration = std::time::Duration::from_secs(1);
 /// Condition: a failover is needed and cannot be made safely.
 pub const FAILOVER_BLOCKED: &str = "FailoverBlocked";
 
@@ -69,7 +71,8 @@ fn detect(p: &Planner<'_>, facts: &Facts, before: Option<&FailoverStatus>) -> Op
     if !down {
         return None;
     }
-    Some(before.and_then(|f| f.main_down_since.as_ref()).map_or(p.now, |t| t.0))
+    // It has not answered since this observation began.
+    Some(before.and_then(|f| f.main_down_since.as_ref()).map_or(p.obs.started.unwrap_or(p.now), |t| t.0))
 }
 
 /// The delay after which a down MAIN is failed over.
@@ -89,7 +92,7 @@ struct Candidate {
     behind: i64,
 }
 
-fn seen_of<'s>(seen: &'s [SeenReplica], instance: Instance) -> Option<&'s SeenReplica> {
+fn seen_of(seen: &[SeenReplica], instance: Instance) -> Option<&SeenReplica> {
     seen.iter().find(|s| s.name == instance.status_name())
 }
 
@@ -119,16 +122,9 @@ fn choose(p: &Planner<'_>, facts: &Facts, seen: &[SeenReplica], exclude: &[Insta
         })
         .filter(|c| c.safe || p.spec.failover.allow_data_loss)
         .collect();
-    // Safe ones first, then caught up, then the most up to date, then the lowest name
-    // (deterministic). The timestamps are as of each entry's last change, so being caught up
-    // is the better measure.
-    candidates.sort_by(|a, b| {
-        b.safe
-            .cmp(&a.safe)
-            .then((b.behind == 0).cmp(&(a.behind == 0)))
-            .then(b.ts.cmp(&a.ts))
-            .then(a.instance.cmp(&b.instance))
-    });
+    // Safe ones first (each holds every acknowledged write), then the most up to date as last
+    // reported, then the lowest name (deterministic).
+    candidates.sort_by(|a, b| b.safe.cmp(&a.safe).then(b.ts.cmp(&a.ts)).then(a.instance.cmp(&b.instance)));
     if let Some(best) = candidates.into_iter().next() {
         return Ok(best);
     }
@@ -173,6 +169,7 @@ pub(super) fn plan_failover(p: &mut Planner<'_>, facts: &Facts) -> FailoverPlan 
             s.seen.clear();
         }
         s.main_down_since = None;
+        s.main_down_noticed_at = None;
         return FailoverPlan { status: Some(s), blocked: next.blocked, record_first };
     }
     let down_since = if enabled { detect(p, facts, before.as_ref()) } else { None };
@@ -180,13 +177,43 @@ pub(super) fn plan_failover(p: &mut Planner<'_>, facts: &Facts) -> FailoverPlan 
         let s = status
             .get_or_insert_with(|| FailoverStatus { main: facts.main_instance.status_name(), ..Default::default() });
         s.main_down_since = down_since.map(Time);
+        let noticed = before.as_ref().and_then(|f| f.main_down_noticed_at.clone()).unwrap_or(Time(p.now));
+        s.main_down_noticed_at = down_since.map(|_| noticed);
+    }
+    // Replicas that received data since the MAIN went silent got it from a MAIN: it is alive
+    // and taking writes, only not from the operator. Promoting another now would race its
+    // commits (a STRICT_SYNC commit whose second phase fails is still acknowledged).
+    if let Some(since) = down_since
+        && let Some((index, at)) = alive_evidence(p, since)
+    {
+        p.due(p.now.checked_add(super::REQUEUE_BUSY).unwrap_or(p.now));
+        let blocked = format!(
+            "The MAIN does not answer the operator ({}), but {} received data at {at}, after it went silent: the \
+             MAIN is alive and its clients still write to it, so nothing is promoted. Check the network between \
+             the operator and the MAIN's pod",
+            main_problem(facts),
+            p.names.pod(Instance::Read(index))
+        );
+        return FailoverPlan { status, blocked: Some(blocked), record_first: false };
     }
     let Some(since) = down_since else {
+        if let Some(intent) = before.as_ref().and_then(|b| switch_back(p, facts, b))
+            && let Some(s) = status.as_mut()
+        {
+            s.intent = Some(intent);
+            return FailoverPlan { status, blocked: None, record_first: true };
+        }
         return FailoverPlan { status, blocked: None, record_first: false };
     };
     let due = since.checked_add(detection_delay(p)).unwrap_or(since);
-    if p.now < due {
-        p.due(due);
+    // The look that first found it down never decides alone (its probe may have waited out the
+    // whole delay): a fresh look, begun once the MAIN had been silent for the whole delay, must
+    // confirm it. Between the two, replicas' data counts can show a MAIN that is alive.
+    let noticed = before.as_ref().and_then(|f| f.main_down_noticed_at.as_ref()).map(|t| t.0);
+    let confirm_from = noticed.and_then(|t| t.checked_add(CONFIRM_GAP).ok()).map_or(due, |t| t.max(due));
+    let fresh = p.obs.started.unwrap_or(p.now) >= confirm_from;
+    if !fresh || noticed.is_none() {
+        p.due(confirm_from.max(p.now.checked_add(CONFIRM_GAP).unwrap_or(p.now)));
         return FailoverPlan { status, blocked: None, record_first: false };
     }
     let seen = before.as_ref().map_or(&[][..], |f| &f.seen[..]);
@@ -198,6 +225,7 @@ pub(super) fn plan_failover(p: &mut Planner<'_>, facts: &Facts) -> FailoverPlan 
             if let Some(s) = status.as_mut() {
                 s.intent = Some(intent);
                 s.main_down_since = None;
+                s.main_down_noticed_at = None;
             }
             FailoverPlan { status, blocked: None, record_first: true }
         }
@@ -211,6 +239,16 @@ pub(super) fn plan_failover(p: &mut Planner<'_>, facts: &Facts) -> FailoverPlan 
             }
         }
     }
+}
+
+/// A read replica whose data grew since `since` (as counted while the MAIN was silent), within
+/// the last detection delay: the MAIN may have died since an older sign of life.
+fn alive_evidence(p: &Planner<'_>, since: Timestamp) -> Option<(u32, Timestamp)> {
+    let recent = p.now.checked_sub(detection_delay(p)).unwrap_or(p.now);
+    p.obs
+        .stalls
+        .iter()
+        .find_map(|(index, s)| s.moved_at.filter(|at| *at > since && *at > recent).map(|at| (*index, at)))
 }
 
 fn main_problem(facts: &Facts) -> String {
@@ -246,7 +284,7 @@ fn start(p: &mut Planner<'_>, facts: &Facts, c: Candidate, generation: i64, why:
         may_lose_writes: !c.safe,
     };
     unlabel(p, from);
-    p.push(Action::Promote(c.instance));
+    promote(p, c.instance, from);
     p.event(
         if c.safe { EventType::Normal } else { EventType::Warning },
         "FailoverStarted",
@@ -258,6 +296,67 @@ fn start(p: &mut Planner<'_>, facts: &Facts, c: Candidate, generation: i64, why:
         ),
     );
     intent
+}
+
+/// Promote `target`; a `from` that still answers as a MAIN is demoted first, in the same action,
+/// so the promotion happens only once it no longer takes writes.
+fn promote(p: &mut Planner<'_>, target: Instance, from: Instance) {
+    let from_answers = p
+        .obs
+        .pods
+        .get(&from)
+        .is_some_and(|pod| pod.ready && !pod.terminating && matches!(pod.memgraph, MemgraphState::Main { .. }));
+    p.push(Action::Promote { instance: target, demote: from_answers.then_some(from) });
+}
+
+/// A planned switchover back to the write pod, once it has been in sync in a synchronous mode
+/// for `switchBackAfterSeconds` (as the MAIN's last report, kept in `seen`, says) and answers
+/// as a REPLICA now: every acknowledged write is on it, and the current MAIN is demoted before
+/// it is promoted, so none can be lost.
+fn switch_back(p: &mut Planner<'_>, facts: &Facts, before: &FailoverStatus) -> Option<FailoverIntent> {
+    let f = &p.spec.failover;
+    if !f.enabled || !f.switch_back || facts.main_instance == Instance::Write || !facts.main.verified() {
+        return None;
+    }
+    let write = facts.replicas.get(&Instance::Write).filter(|r| r.ready_replica && r.in_sync && r.mode_ok)?;
+    let seen = seen_of(&before.seen, Instance::Write).filter(|s| safe(s))?;
+    let row = write.row.as_ref()?;
+    let stable = std::time::Duration::from_secs(u64::try_from(f.switch_back_after_seconds.max(0)).unwrap_or(30));
+    let due = seen.seen_at.0.checked_add(stable).unwrap_or(seen.seen_at.0);
+    if p.now < due {
+        p.due(due);
+        return None;
+    }
+    if row.data.as_ref().is_none_or(|d| d.behind != 0) {
+        return None;
+    }
+    let from = facts.main_instance;
+    let generation = before.generation + 1;
+    let reason = format!(
+        "switching back to the write pod, in sync in {} mode for {} s or more",
+        row.sync_mode,
+        stable.as_secs()
+    );
+    unlabel(p, from);
+    promote(p, Instance::Write, from);
+    p.event(
+        EventType::Normal,
+        "SwitchoverStarted",
+        "Promote",
+        format!(
+            "Switchover generation {generation}: demoting {} and promoting {}: {reason}",
+            p.names.pod(from),
+            p.names.pod(Instance::Write)
+        ),
+    );
+    Some(FailoverIntent {
+        generation,
+        from: from.status_name(),
+        to: Instance::Write.status_name(),
+        started_at: Time(p.now),
+        reason,
+        may_lose_writes: false,
+    })
 }
 
 /// Remove the `main` label from `instance`'s pod, if it carries one.
@@ -283,6 +382,8 @@ fn advance(p: &mut Planner<'_>, facts: &Facts, seen: &[SeenReplica], intent: Fai
     let before = p.obs.status.failover.clone().unwrap_or_default();
     let target = facts.main_instance;
     let from = Instance::from_status_name(&intent.from).unwrap_or(Instance::Write);
+    // Each step is looked at again within a second: writes wait for it.
+    p.due(p.now.checked_add(std::time::Duration::from_secs(1)).unwrap_or(p.now));
     let keep = |intent: FailoverIntent, blocked: Option<String>| Next {
         intent: Some(intent),
         main: before.main.clone(),
@@ -297,7 +398,7 @@ fn advance(p: &mut Planner<'_>, facts: &Facts, seen: &[SeenReplica], intent: Fai
     let target_replica =
         target_pod.is_some_and(|t| t.ready && !t.terminating && matches!(t.memgraph, MemgraphState::Replica { .. }));
     if target_replica {
-        p.push(Action::Promote(target));
+        promote(p, target, from);
         p.event(
             EventType::Normal,
             "FailoverStep",
@@ -400,7 +501,8 @@ fn advance(p: &mut Planner<'_>, facts: &Facts, seen: &[SeenReplica], intent: Fai
 }
 
 /// Keep the MAIN's report of its replicas (`status.failover.seen`): an entry changes only when
-/// its mode, state or being caught up changes, so the status is not rewritten with every write.
+/// its mode or state changes (its `ts` and `behind` are as of then), so the status is not
+/// rewritten with every write: under load `behind` moves with every commit.
 /// A replica this plan drops or registers again leaves the view: what the MAIN said of its old
 /// registration says nothing of the new one.
 pub(super) fn record_seen(p: &Planner<'_>, facts: &Facts, status: &mut FailoverStatus) {
@@ -438,9 +540,7 @@ pub(super) fn record_seen(p: &Planner<'_>, facts: &Facts, status: &mut FailoverS
             behind: data.behind,
             seen_at: Time(p.now),
         };
-        let same = |old: &SeenReplica| {
-            old.mode == fresh.mode && old.state == fresh.state && (old.behind == 0) == (fresh.behind == 0)
-        };
+        let same = |old: &SeenReplica| old.mode == fresh.mode && old.state == fresh.state;
         seen.push(match seen_of(&status.seen, instance) {
             Some(old) if same(old) => old.clone(),
             _ => fresh,

@@ -178,7 +178,7 @@ pub fn hint(action: &Action) -> &'static str {
         Action::DropReplica { .. } | Action::SetReplicaRole(_) => {
             "check the MAIN's log; the operator retries with backoff"
         }
-        Action::Promote(_) => {
+        Action::Promote { .. } => {
             "check the promoted replica's log; the failover is recorded in status.failover.intent and the operator \
              retries it, or promotes another replica if this one is lost"
         }

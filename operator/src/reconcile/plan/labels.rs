@@ -29,7 +29,9 @@ pub(super) fn plan_labels(p: &mut Planner<'_>, facts: &Facts) {
         .actions
         .iter()
         .filter_map(|a| match a {
-            Action::SetReplicaRole(i) | Action::Promote(i) | Action::RegisterReplica { instance: i, .. } => Some(*i),
+            Action::SetReplicaRole(i)
+            | Action::Promote { instance: i, .. }
+            | Action::RegisterReplica { instance: i, .. } => Some(*i),
             Action::DropReplica { name, .. } => Instance::from_replica_name(name),
             _ => None,
         })

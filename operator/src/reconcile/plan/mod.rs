@@ -88,8 +88,14 @@ pub enum Action {
     /// `SET REPLICATION ROLE TO REPLICA WITH PORT 10000` on an instance.
     SetReplicaRole(Instance),
     /// `SET REPLICATION ROLE TO MAIN` on the replica a failover promotes, only after the intent
-    /// naming it is written in status.
-    Promote(Instance),
+    /// naming it is written in status; with `demote`, that MAIN is set to REPLICA first, and
+    /// the promotion is made only if that succeeded (never two MAINs taking writes).
+    Promote {
+        /// The replica to promote.
+        instance: Instance,
+        /// A MAIN that still answers, demoted first.
+        demote: Option<Instance>,
+    },
     /// `REGISTER REPLICA` of an instance on the MAIN.
     RegisterReplica {
         /// The MAIN it is registered on.
@@ -145,7 +151,7 @@ impl Action {
         matches!(
             self,
             Action::SetReplicaRole(_)
-                | Action::Promote(_)
+                | Action::Promote { .. }
                 | Action::RegisterReplica { .. }
                 | Action::DropReplica { .. }
         )
@@ -163,9 +169,9 @@ impl Action {
                 || format!("{:?} {}", key.kind, key.name),
                 |i| replica_subject(&Instance::Read(i).replica_name()),
             )),
-            Action::SetReplicaRole(i) | Action::Promote(i) | Action::RegisterReplica { instance: i, .. } => {
-                Some(replica_subject(&i.replica_name()))
-            }
+            Action::SetReplicaRole(i)
+            | Action::Promote { instance: i, .. }
+            | Action::RegisterReplica { instance: i, .. } => Some(replica_subject(&i.replica_name())),
             Action::DropReplica { name, .. } => Some(replica_subject(name)),
             Action::Label { pod, .. } => Some(format!("label {pod}")),
             Action::CreateSnapshot { .. } => Some(failures::SNAPSHOT_SUBJECT.to_owned()),
@@ -380,7 +386,14 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
 
 fn idle_requeue(spec: &MemgraphClusterSpec) -> Duration {
     let connectivity = u64::try_from(spec.validation.connectivity_interval_seconds).unwrap_or(30).max(1);
-    REQUEUE_IDLE.min(Duration::from_secs(connectivity))
+    let idle = REQUEUE_IDLE.min(Duration::from_secs(connectivity));
+    // With failover on, a lost MAIN is noticed within the detection delay, not the idle poll.
+    if spec.failover.enabled {
+        let delay = u64::try_from(spec.failover.detection_delay_seconds).unwrap_or(5).max(1);
+        idle.min(Duration::from_secs(delay))
+    } else {
+        idle
+    }
 }
 
 /// Deletion: drop the registrations while the MAIN can still be reached, then let go. Owned

@@ -66,6 +66,10 @@ fn demote_stray_main(p: &mut Planner<'_>, facts: &Facts, instance: Instance) {
     if own_rows != Some(0) && !replaced {
         return;
     }
+    // The failover's promotion demotes it first.
+    if p.actions.iter().any(|a| matches!(a, Action::Promote { demote: Some(d), .. } if *d == instance)) {
+        return;
+    }
     p.push(Action::SetReplicaRole(instance));
     let why = if replaced {
         format!("it was the MAIN before failover generation {}", super::failover::generation(p.obs))
@@ -120,6 +124,9 @@ pub(super) fn plan_replication(p: &mut Planner<'_>, facts: &Facts) {
             continue;
         }
         match (&r.row, broken(p, facts, instance)) {
+            // A diverged replica waits for a person (`DataDivergence` says what to do): dropping
+            // and registering it again would only be refused again.
+            (Some(_), _) if r.diverged => {}
             (Some(_), Some(why)) => {
                 drop_replica(p, facts, &name, &why);
                 if r.ready_replica {

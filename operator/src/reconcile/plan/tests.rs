@@ -119,6 +119,7 @@ fn fresh(replicas: i32) -> (MemgraphClusterSpec, Observed) {
         agent_key_exists: false,
         fresh_agent_key: "ab".repeat(32),
         stalls: BTreeMap::new(),
+        started: None,
     };
     (spec, obs)
 }
@@ -175,7 +176,11 @@ fn apply_actions(spec: &MemgraphClusterSpec, obs: &mut Observed, actions: &[Acti
                     p.memgraph = MemgraphState::Replica { nodes: p.memgraph.nodes() };
                 }
             }
-            Action::Promote(i) => {
+            Action::Promote { instance: i, demote } => {
+                if let Some(old) = demote {
+                    let p = obs.pods.get_mut(old).expect("demote a pod");
+                    p.memgraph = MemgraphState::Replica { nodes: p.memgraph.nodes() };
+                }
                 let p = obs.pods.get_mut(i).expect("promote a pod");
                 assert!(matches!(p.memgraph, MemgraphState::Replica { .. }), "promoted a non-replica");
                 p.memgraph = MemgraphState::Main { replicas: Some(Ok(vec![])), nodes: p.memgraph.nodes() };
@@ -233,7 +238,10 @@ fn kinds(plan: &Plan) -> Vec<String> {
             Action::Apply(o) => format!("Apply {}", o.key().name),
             Action::Delete(k) => format!("Delete {}", k.name),
             Action::SetReplicaRole(i) => format!("SetReplicaRole {}", i.replica_name()),
-            Action::Promote(i) => format!("Promote {}", i.replica_name()),
+            Action::Promote { instance, demote: None } => format!("Promote {}", instance.replica_name()),
+            Action::Promote { instance, demote: Some(old) } => {
+                format!("Promote {} after demoting {}", instance.replica_name(), old.replica_name())
+            }
             Action::RegisterReplica { main, instance, mode } => {
                 let on = if *main == Instance::Write { String::new() } else { format!(" on {}", main.replica_name()) };
                 format!("Register {} {}{on}", instance.replica_name(), mode.as_cypher())
@@ -593,6 +601,7 @@ fn a_replica_that_stopped_following_loses_its_label_while_the_main_cannot_say() 
         main_then: 60,
         main_now: 100,
         peers: false,
+        moved_at: None,
     };
     obs.stalls.insert(1, stall.clone());
     let early = kinds(&plan(&spec, &obs, now()));

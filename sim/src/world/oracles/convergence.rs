@@ -18,6 +18,7 @@ pub fn converged(
     api: &ApiServer,
     cluster_name: &str,
     truth: &ClusterTruth,
+    failed_over: bool,
     digest: impl Fn(&str) -> Option<u64>,
 ) -> Result<(), String> {
     let value = api.get_json(&Key::new("MemgraphCluster", NAMESPACE, cluster_name)).ok_or("the cluster is gone")?;
@@ -54,21 +55,28 @@ pub fn converged(
         .any(|i| stored.get(&names.statefulset(i)).is_some_and(|s| s != builders::storage_of(&cluster.spec, i)));
     for c in &status.conditions {
         let good = match c.type_.as_str() {
-            "InvalidSpec" | "DataDivergence" => c.status == "False",
+            "InvalidSpec" | "DataDivergence" | "FailoverBlocked" => c.status == "False",
             // False exactly while a refused storage change is pending.
             "StorageInSync" => (c.status == "False") == pending,
             // A backup that failed during the faults is retried at the next schedule tick, which
             // may come after the run: until then False is the truth, and the backup oracle
             // judges that it is (a fresh deploy has no backups to compare with).
-            "BackupsHealthy" => c.status == "True" || c.reason == "LastBackupFailed",
+            // Backups pause while a read pod is the MAIN: after a failover and the switch back
+            // the next one comes at the schedule's next tick, which may come after the run too.
+            "BackupsHealthy" => {
+                c.status == "True" || c.reason == "LastBackupFailed" || (failed_over && c.reason == "BackupOverdue")
+            }
             _ => c.status == "True",
         };
         if !good {
             return Err(format!("condition {} is {}: {}", c.type_, c.status, c.message));
         }
     }
-    // The MAIN the cluster holds: the write pod, or the replica a failover promoted.
+    // As in a fresh deploy, the write pod is the MAIN: a failover's switch back has happened.
     let write = truth.main_pod(cluster_name);
+    if write != ClusterNames::new(cluster_name, NAMESPACE).pod(Instance::Write) {
+        return Err(format!("{write} is still the MAIN: the switch back to the write pod has not happened"));
+    }
     let main = truth.pods.get(&write).ok_or("no MAIN pod")?;
     if main.role != Some(Role::Main) || main.label.as_deref() != Some("main") || !main.routable() {
         return Err(format!("MAIN {write}: {main:?}"));

@@ -58,7 +58,10 @@ pub fn looks_converged(cluster: &str, truth: &ClusterTruth) -> bool {
         truth.instance_usable(cluster, i)
             && truth.pods.get(&names.pod(i)).is_some_and(|p| p.label.as_deref() == Some("replica"))
     });
-    phase_running && write_labelled && truth.write_usable(cluster) && replicas
+    // A read pod that is the MAIN after a failover is switched back to the write pod later
+    // (scheduled work, as a snapshot tick is): the cluster is not settled until then.
+    let settled = truth.main_pod(cluster) == super::super::truth::write_pod(cluster);
+    phase_running && write_labelled && truth.write_usable(cluster) && replicas && settled
 }
 
 impl Economy {

@@ -16,6 +16,9 @@ use super::{Violation, ms};
 /// sampled every 100 ms and the failover's intent (which moves the held MAIN to its target) is
 /// written just before the promotion is sent.
 const HEALTH_SAMPLE_SLACK: Duration = Duration::from_millis(500);
+/// A switchover's demotion and promotion are one action: the promotion is sent as soon as the
+/// demotion returned, within the replication query timeout (15 s) at most.
+const SWITCHOVER_GAP_MS: u64 = 15_000;
 
 /// Per pod: since when it has been the held MAIN, healthy and observable by the operators, and
 /// when it was last seen so.
@@ -24,6 +27,8 @@ pub struct FailoverTruth {
     healthy: BTreeMap<String, (Duration, Duration)>,
     /// Promotions the operator sent: when, and to which pod.
     pub promotions: Vec<(u64, String)>,
+    /// Demotions the operator sent: when, and to which pod.
+    pub demotions: Vec<(u64, String)>,
     judged: usize,
 }
 
@@ -46,13 +51,16 @@ impl FailoverTruth {
     }
 
     /// Judge the promotions sent since the last call: none may replace a MAIN that was healthy
-    /// and observable for the whole detection delay before it.
+    /// and observable for the whole detection delay before it, unless that MAIN was demoted just
+    /// before (a planned switchover, which demotes first and promotes only then).
     pub fn judge_promotions(&mut self, cluster: &str, delay: Duration) -> Vec<Violation> {
         let mut out = Vec::new();
         for (at_ms, target) in &self.promotions[self.judged..] {
             let at = Duration::from_millis(*at_ms);
             for (pod, (since, last)) in &self.healthy {
-                if pod != target && *since + delay <= at && *last + HEALTH_SAMPLE_SLACK >= at {
+                let demoted =
+                    self.demotions.iter().any(|(d, p)| p == pod && *d <= *at_ms && at_ms - d <= SWITCHOVER_GAP_MS);
+                if pod != target && !demoted && *since + delay <= at && *last + HEALTH_SAMPLE_SLACK >= at {
                     out.push(Violation {
                         at_ms: *at_ms,
                         cluster: cluster.to_owned(),

@@ -62,6 +62,8 @@ pub fn justifies_loose(class: FaultClass) -> bool {
             // command sent to it waits its full timeout (a replication command 15 s) before
             // the operator can look again.
             | FaultClass::NodeLoss
+            | FaultClass::MainNodeLoss
+            | FaultClass::MainPartitionOperator
             | FaultClass::AdmissionRefusal
             // The leader cannot read or write until the link heals or it exits and the
             // standby takes over (its wait for the Lease is operator downtime, not counted).

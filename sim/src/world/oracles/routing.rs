@@ -131,7 +131,8 @@ impl Routing {
                     || query == "SET REPLICATION ROLE TO REPLICA WITH PORT 10000"
                     || query.starts_with("REGISTER REPLICA write ")
                     || query == memgraph::TEST_WRITE_QUERY
-                    || query == memgraph::TEST_CLEANUP_QUERY);
+                    || query == memgraph::TEST_CLEANUP_QUERY
+                    || query == "SHOW SNAPSHOTS");
             let allowed = query == "SHOW REPLICATION ROLE"
                 || query == "SHOW REPLICAS"
                 || query == "CREATE SNAPSHOT"

@@ -39,11 +39,12 @@ fn settle_at(spec: &MemgraphClusterSpec, obs: &mut Observed, when: Timestamp) {
     panic!("no fixpoint: {:?}", kinds(&plan(spec, obs, when)));
 }
 
-fn set_progress(obs: &mut Observed, progress: &[(u32, i64, i64)]) {
-    let rows = write_rows(obs).expect("rows");
-    for (index, ts, behind) in progress {
-        let row = rows.iter_mut().find(|r| r.name == Instance::Read(*index).replica_name()).expect("row");
-        row.data = Some(ReplicaData { ts: *ts, behind: *behind, status: ReplicaStatus::Ready });
+fn set_rows(obs: &mut Observed, rows: &[(u32, &str, ReplicaStatus, i64)]) {
+    let have = write_rows(obs).expect("rows");
+    for (index, mode, status, ts) in rows {
+        let row = have.iter_mut().find(|r| r.name == Instance::Read(*index).replica_name()).expect("row");
+        row.sync_mode = (*mode).to_owned();
+        row.data = Some(ReplicaData { ts: *ts, behind: 0, status: status.clone() });
     }
 }
 
@@ -113,8 +114,18 @@ fn failover_is_off_unless_enabled() {
 #[test]
 fn the_most_up_to_date_safe_replica_is_promoted_after_the_intent_is_recorded() {
     let (spec, mut obs) = sync_cluster(3);
-    set_progress(&mut obs, &[(0, 8, -4), (1, 12, 0), (2, 11, -1)]);
-    settle_at(&spec, &mut obs, now());
+    // read-0 was seen ASYNC (its mode switch pending), read-2 invalid: only read-1 is safe, even
+    // though read-0 reported the higher timestamp.
+    set_rows(
+        &mut obs,
+        &[
+            (0, "async", ReplicaStatus::Ready, 14),
+            (1, "sync", ReplicaStatus::Ready, 12),
+            (2, "sync", ReplicaStatus::Invalid, 11),
+        ],
+    );
+    let seen = plan(&spec, &obs, now());
+    obs.status = (*seen.status).clone();
     obs.pods.get_mut(&Instance::Write).expect("pod").role_label = Some("main".into());
     lose_write_pod(&mut obs);
     let first = plan(&spec, &obs, now());
@@ -128,7 +139,7 @@ fn the_most_up_to_date_safe_replica_is_promoted_after_the_intent_is_recorded() {
     assert_eq!((intent.generation, intent.from.as_str(), intent.to.as_str()), (1, "write", "read-1"));
     assert!(!intent.may_lose_writes);
     // The promotion's subject is a replica's, so it runs after the status write.
-    let promote = start.actions.iter().find(|a| matches!(a, Action::Promote(_))).expect("promote");
+    let promote = start.actions.iter().find(|a| matches!(a, Action::Promote { .. })).expect("promote");
     assert!(promote.subject().is_some_and(|s| s.starts_with(REPLICA_SUBJECT_PREFIX)));
 }
 
@@ -241,4 +252,88 @@ fn a_failover_is_rolled_back_when_the_old_main_returns_before_the_target_answers
     let back = plan(&spec, &obs, at(8));
     let f = back.status.failover.clone().expect("failover");
     assert_eq!((f.main.as_str(), f.intent.is_none(), f.generation), ("write", true, 0), "{f:?}");
+}
+
+#[test]
+fn the_main_moves_back_to_the_write_pod_once_it_has_been_in_sync() {
+    let (spec, mut obs) = sync_cluster(2);
+    lose_write_pod(&mut obs);
+    let first = plan(&spec, &obs, now());
+    apply(&spec, &mut obs, &first);
+    settle_at(&spec, &mut obs, at(6));
+    let old_rows = obs_rows(&obs);
+    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
+        MemgraphState::Main { replicas: Some(Ok(old_rows)), nodes: Some(5) };
+    settle_at(&spec, &mut obs, at(20));
+    assert_eq!(failover(&obs).main, "read-0");
+    // In sync for less than switchBackAfterSeconds: it stays.
+    let early = plan(&spec, &obs, at(40));
+    assert!(!kinds(&early).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&early));
+    let back = plan(&spec, &obs, at(51));
+    let k = kinds(&back);
+    assert!(k.contains(&"Promote write after demoting read_0".to_owned()), "{k:?}");
+    assert!(k.contains(&"Label c-read-0-0 -".to_owned()), "{k:?}");
+    assert!(back.record_first);
+    settle_at(&spec, &mut obs, at(51));
+    let f = failover(&obs);
+    assert_eq!((f.main.as_str(), f.generation), ("write", 2), "{f:?}");
+    assert_eq!(labelled(&obs, "main"), ["c-write-0"]);
+    let mut replicas = labelled(&obs, "replica");
+    replicas.sort();
+    assert_eq!(replicas, ["c-read-0-0", "c-read-1-0"]);
+    // Without switchBack it stays on the replica.
+    let (mut spec, mut obs) = sync_cluster(2);
+    spec.failover.switch_back = false;
+    lose_write_pod(&mut obs);
+    let first = plan(&spec, &obs, now());
+    apply(&spec, &mut obs, &first);
+    settle_at(&spec, &mut obs, at(6));
+    let old_rows = obs_rows(&obs);
+    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
+        MemgraphState::Main { replicas: Some(Ok(old_rows)), nodes: Some(5) };
+    settle_at(&spec, &mut obs, at(20));
+    settle_at(&spec, &mut obs, at(500));
+    assert_eq!(failover(&obs).main, "read-0");
+}
+
+#[test]
+fn a_silent_main_whose_replicas_still_receive_data_is_not_replaced() {
+    let (spec, mut obs) = sync_cluster(2);
+    lose_write_pod(&mut obs);
+    let first = plan(&spec, &obs, now());
+    apply(&spec, &mut obs, &first);
+    // read-0's data grew 8 s after the MAIN went silent: only a MAIN sends a replica data.
+    let stall = crate::reconcile::progress::Stall {
+        nodes: 12,
+        since: at(8),
+        main_then: 12,
+        main_now: 12,
+        peers: true,
+        moved_at: Some(at(8)),
+    };
+    obs.stalls.insert(0, stall);
+    let blocked = plan(&spec, &obs, at(10));
+    assert!(!kinds(&blocked).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&blocked));
+    apply(&spec, &mut obs, &blocked);
+    let c = condition(&obs, crate::reconcile::plan::failover::FAILOVER_BLOCKED);
+    assert!(c.message.contains("alive"), "{}", c.message);
+    // Its data stood still for the detection delay since: the MAIN may have died after all.
+    let later = plan(&spec, &obs, at(14));
+    assert!(kinds(&later).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&later));
+}
+
+#[test]
+fn one_look_never_decides_alone_even_when_its_probe_waited_out_the_delay() {
+    let (spec, mut obs) = sync_cluster(2);
+    lose_write_pod(&mut obs);
+    // The probe that found it down started 6 s ago and timed out just now.
+    obs.started = Some(now() - std::time::Duration::from_secs(6));
+    let first = plan(&spec, &obs, now());
+    assert!(!kinds(&first).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&first));
+    apply(&spec, &mut obs, &first);
+    assert_eq!(failover(&obs).main_down_since.map(|t| t.0), obs.started);
+    // A fresh look begun a second after that confirms it: the MAIN has been down for the delay.
+    obs.started = Some(at(1));
+    let again = plan(&spec, &obs, at(2));
+    assert!(kinds(&again).contains(&"Promote read_0".to_owned()), "{:?}", kinds(&again));
 }
