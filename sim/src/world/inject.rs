@@ -86,8 +86,10 @@ impl World<'_> {
         let pick = fault.pick >> 4;
         let pods: Vec<String> = self.pods_of(&cluster).into_iter().filter(|p| !self.kubelet.on_lost_node(p)).collect();
         let reads: Vec<String> = pods.iter().filter(|p| p.contains("-read-")).cloned().collect();
-        // The MAIN as the cluster holds it: the write pod, or the replica a failover promoted.
-        let write = self.source.cluster(&cluster).main_pod(&cluster);
+        // The MAIN as the cluster holds it: the write pod, or the replica a failover promoted
+        // (sampled only where failover is on: a run without it injects as it always did).
+        let failover = self.clusters.get(&cluster).is_some_and(|c| c.setup.failover);
+        let write = if failover { self.source.cluster(&cluster).main_pod(&cluster) } else { write_pod(&cluster) };
         let write_host = self.host(&write);
         let (what, undo, target) = match fault.class {
             FaultClass::PodKill => {
