@@ -52,6 +52,15 @@ fn lose_write_pod(obs: &mut Observed) {
     obs.pods.get_mut(&Instance::Write).expect("write pod").memgraph = MemgraphState::Unreachable("timed out".into());
 }
 
+/// A converged SYNC cluster of two read pods whose write pod was just found not answering.
+fn write_pod_found_down() -> (MemgraphClusterSpec, Observed) {
+    let (spec, mut obs) = sync_cluster(2);
+    lose_write_pod(&mut obs);
+    let first = plan(&spec, &obs, now());
+    apply(&spec, &mut obs, &first);
+    (spec, obs)
+}
+
 #[test]
 fn the_mains_view_of_its_replicas_is_kept_in_status() {
     let (_, obs) = sync_cluster(2);
@@ -145,10 +154,7 @@ fn the_most_up_to_date_safe_replica_is_promoted_after_the_intent_is_recorded() {
 
 #[test]
 fn a_failover_completes_and_the_old_main_rejoins_as_a_replica() {
-    let (spec, mut obs) = sync_cluster(2);
-    lose_write_pod(&mut obs);
-    let first = plan(&spec, &obs, now());
-    apply(&spec, &mut obs, &first);
+    let (spec, mut obs) = write_pod_found_down();
     settle_at(&spec, &mut obs, at(6));
     let f = failover(&obs);
     assert_eq!((f.main.as_str(), f.generation, f.intent.is_none()), ("read-0", 1, true), "{f:?}");
@@ -207,10 +213,7 @@ fn a_replica_that_does_not_answer_is_not_chosen() {
 
 #[test]
 fn an_interrupted_failover_is_finished_from_its_intent() {
-    let (spec, mut obs) = sync_cluster(2);
-    lose_write_pod(&mut obs);
-    let first = plan(&spec, &obs, now());
-    apply(&spec, &mut obs, &first);
+    let (spec, mut obs) = write_pod_found_down();
     // The operator records the intent, then crashes before the promotion runs.
     let start = plan(&spec, &obs, at(6));
     obs.status = (*start.status).clone();
@@ -223,10 +226,7 @@ fn an_interrupted_failover_is_finished_from_its_intent() {
 
 #[test]
 fn a_target_lost_before_completion_is_replaced_by_the_next_candidate() {
-    let (spec, mut obs) = sync_cluster(2);
-    lose_write_pod(&mut obs);
-    let first = plan(&spec, &obs, now());
-    apply(&spec, &mut obs, &first);
+    let (spec, mut obs) = write_pod_found_down();
     let start = plan(&spec, &obs, at(6));
     obs.status = (*start.status).clone();
     obs.pods.get_mut(&Instance::Read(0)).expect("pod").ready = false;
@@ -256,10 +256,7 @@ fn a_failover_is_rolled_back_when_the_old_main_returns_before_the_target_answers
 
 #[test]
 fn the_main_moves_back_to_the_write_pod_once_it_has_been_in_sync() {
-    let (spec, mut obs) = sync_cluster(2);
-    lose_write_pod(&mut obs);
-    let first = plan(&spec, &obs, now());
-    apply(&spec, &mut obs, &first);
+    let (spec, mut obs) = write_pod_found_down();
     settle_at(&spec, &mut obs, at(6));
     let old_rows = obs_rows(&obs);
     obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
@@ -298,10 +295,7 @@ fn the_main_moves_back_to_the_write_pod_once_it_has_been_in_sync() {
 
 #[test]
 fn a_silent_main_whose_replicas_still_receive_data_is_not_replaced() {
-    let (spec, mut obs) = sync_cluster(2);
-    lose_write_pod(&mut obs);
-    let first = plan(&spec, &obs, now());
-    apply(&spec, &mut obs, &first);
+    let (spec, mut obs) = write_pod_found_down();
     // read-0's data grew 8 s after the MAIN went silent: only a MAIN sends a replica data.
     let stall = crate::reconcile::progress::Stall {
         nodes: 12,
