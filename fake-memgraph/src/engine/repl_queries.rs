@@ -54,6 +54,13 @@ async fn set_replica(inst: &Arc<Instance>, port: Option<&Value>) -> Result<Query
     if inst.core().role() == crate::replication::Role::Replica {
         return Err(QueryError::client(messages::SET_REPLICA_FAILED));
     }
+    // A commit in flight holds the replication state: the demotion fails rather than cut it
+    // between its local commit and its replicas' (Memgraph answers a busy replication-state lock
+    // with the same error; inferred that a commit holds it). Held to the end, so no commit can
+    // start on a MAIN half demoted.
+    let Ok(_serial) = inst.commit_lock.try_lock() else {
+        return Err(QueryError::client(messages::SET_REPLICA_FAILED));
+    };
     let listener = match inst.net.bind(port).await {
         Ok(l) => l,
         Err(e) => {

@@ -200,7 +200,18 @@ pub async fn run(bolt: &dyn Bolt, jobs: &ValidationJobs, clock: &dyn Clock, job:
     for name in &job.claim.skipped {
         ping.push((name.clone(), Err("its pod is not Ready".to_owned())));
     }
+    // A MAIN that did not answer its ping can only time out the probe's every query, and the
+    // pings' verdicts (the connectivity conditions) would wait for it: the probe is left for the
+    // next check, which is claimed again since this one wrote no result.
+    let main_silent = |claim: &ProbeClaim| {
+        let main = claim.main.status_name();
+        ping.iter().any(|(name, result)| *name == main && result.is_err())
+    };
     let probe = match &job.claim.probe {
+        Some(claim) if main_silent(claim) => {
+            tracing::debug!(cluster = %job.names.cluster, "the MAIN did not answer its ping; no replication probe");
+            None
+        }
         Some(claim) => {
             let at = tokio::time::Instant::now();
             let done = probe(bolt, &job.names, claim).await;

@@ -146,11 +146,14 @@ impl ClusterTruth {
 
     /// The MAIN is a MAIN with no registrations that holds less than another pod: its volume
     /// was lost (or refilled from an older copy), and routing writes to it would start a new
-    /// history beside the one the other pod holds.
+    /// history beside the one the other pod holds. Another MAIN's data does not count: a
+    /// MAIN a failover replaced holds beyond the new one only what it took after (under SYNC
+    /// reported to its clients as failed; what was acknowledged is judged by the writes oracle).
     pub fn main_lost_data(&self, cluster: &str) -> bool {
         let main_pod = self.main_pod(cluster);
         let Some(main) = self.pods.get(&main_pod).filter(|p| p.role == Some(Role::Main)) else { return false };
-        self.rows.is_empty() && self.pods.iter().any(|(name, p)| *name != main_pod && p.nodes > main.nodes)
+        self.rows.is_empty()
+            && self.pods.iter().any(|(name, p)| *name != main_pod && p.role != Some(Role::Main) && p.nodes > main.nodes)
     }
 
     /// The MAIN can take writes with its data: ready, a running MAIN, not frozen, not empty

@@ -325,11 +325,28 @@ fn failing_over(obs: &Observed) -> bool {
 /// Whether the last registration of `instance` failed because it diverged (`Error: 3`, Memgraph
 /// 3.5+), as recorded in `status.failingActions`.
 fn refused_as_diverged(obs: &Observed, instance: Instance) -> bool {
+    refusal(obs, instance).is_some_and(|f| f.message.contains(". Error: 3")) || probably_diverged(obs, instance)
+}
+
+/// The failing registration of `instance` recorded in `status.failingActions`, if any.
+fn refusal(obs: &Observed, instance: Instance) -> Option<&crate::api::ActionFailure> {
     let subject = super::replica_subject(&instance.replica_name());
-    obs.status
-        .failing_actions
-        .iter()
-        .any(|f| f.subject == subject && f.action.starts_with("RegisterReplica") && f.message.contains(". Error: 3"))
+    obs.status.failing_actions.iter().find(|f| f.subject == subject && f.action.starts_with("RegisterReplica"))
+}
+
+/// Refusals of one registration after which, before Memgraph 3.5, divergence is inferred.
+const REFUSALS_BEFORE_INFERRING: i32 = 3;
+
+/// Memgraph before 3.5 refuses a diverged replica with the same words as any other failure
+/// (`Couldn't register replica <name>.`, no code). After a failover, an instance that answers
+/// the operator as a REPLICA and is still refused after several tries is almost surely an old
+/// MAIN that took writes after it was replaced: nothing else in that text is more likely once
+/// the MAIN can reach it (a NetworkPolicy on port 10000 would refuse every replica alike).
+fn probably_diverged(obs: &Observed, instance: Instance) -> bool {
+    let uncoded = |m: &str| m.contains("Couldn't register replica") && !m.contains(". Error: ");
+    super::failover::generation(obs) > 0
+        && obs.pods.get(&instance).is_some_and(|p| matches!(p.memgraph, MemgraphState::Replica { .. }))
+        && refusal(obs, instance).is_some_and(|f| uncoded(&f.message) && f.failures >= REFUSALS_BEFORE_INFERRING)
 }
 
 /// The replica stopped applying the MAIN's writes, counted while the MAIN could not say so.
@@ -344,13 +361,7 @@ fn behind_peers(obs: &Observed, main: &MainFacts, instance: Instance, pod: Optio
     if !matches!(main, MainFacts::LostData(_)) {
         return false;
     }
-    let held_as_main = main_instance(obs);
-    let most = obs
-        .pods
-        .iter()
-        .filter(|(i, _)| **i != held_as_main && **i != instance)
-        .filter_map(|(_, p)| p.memgraph.nodes())
-        .max();
+    let most = data_peers(obs).filter(|(i, _)| **i != instance).filter_map(|(_, p)| p.memgraph.nodes()).max();
     pod.and_then(|p| p.memgraph.nodes()).zip(most).is_some_and(|(n, most)| n < most)
 }
 
@@ -398,6 +409,18 @@ fn main_facts(obs: &Observed, main: Instance) -> MainFacts {
     }
 }
 
+/// The pods whose data the MAIN's is measured against: all but the MAIN held, and but a MAIN
+/// a failover replaced that answers as MAIN again. What such a MAIN holds beyond the new one is
+/// writes it took after it was replaced (under SYNC committed locally and reported as failed),
+/// never evidence that the new MAIN lost its volume.
+pub(super) fn data_peers(obs: &Observed) -> impl Iterator<Item = (&Instance, &PodState)> {
+    let held_as_main = main_instance(obs);
+    obs.pods.iter().filter(move |(i, p)| {
+        **i != held_as_main
+            && !(matches!(p.memgraph, MemgraphState::Main { .. }) && super::failover::replaced_main(obs, **i))
+    })
+}
+
 /// Whether the status says the MAIN was found to have lost its data.
 fn was_lost(obs: &Observed) -> bool {
     obs.status.conditions.iter().any(|c| c.type_ == super::status::DATA_DIVERGENCE && c.reason == "MainLostData")
@@ -407,8 +430,7 @@ fn was_lost(obs: &Observed) -> bool {
 /// it holds data or no read pod does. Without counts there is no evidence either way, and a
 /// loss once found stays found until the read pods are seen empty or the MAIN holds data again.
 fn empty_main(obs: &Observed, pod: &PodState, nodes: Option<i64>) -> Option<MainFacts> {
-    let held_as_main = main_instance(obs);
-    let reads: Vec<&PodState> = obs.pods.iter().filter(|(i, _)| **i != held_as_main).map(|(_, p)| p).collect();
+    let reads: Vec<&PodState> = data_peers(obs).map(|(_, p)| p).collect();
     // A read StatefulSet without its pod (deleted, evicted, not yet scheduled) keeps its claim,
     // which may hold the data: it counts as a read pod that cannot be checked.
     let podless = podless_reads(obs);
@@ -530,6 +552,12 @@ fn replica_problem(
         return format!("registered at the wrong address {}", row.socket_address);
     }
     match (&row.data, state) {
+        (None, _) if probably_diverged(obs, instance) => {
+            "probably diverged from the MAIN: since the failover its registration has been refused again and again \
+             while it answers as a REPLICA, and Memgraph before 3.5 does not say why; if it holds writes the MAIN \
+             does not have, it needs a clean volume"
+                .to_owned()
+        }
         (None, _) if refused_as_diverged(obs, instance) => {
             "diverged from the MAIN (its registration was refused with Error: 3): it holds writes the MAIN does not \
              have; it needs a clean volume"

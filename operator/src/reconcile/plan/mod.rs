@@ -347,7 +347,17 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
     if !errors.is_empty() {
         p.bootstrap = obs.status.bootstrap.clone();
     }
-    let held = failures::hold_back(&mut p);
+    let mut held = failures::hold_back(&mut p);
+    // A refusal that showed a replica diverged stays recorded while it does: it is the only
+    // sign of the divergence (the row has no state), and the replica waits for a person.
+    let refused: Vec<String> = facts
+        .replicas
+        .iter()
+        .filter(|(_, r)| r.diverged && r.row.as_ref().is_some_and(|row| row.data.is_none()))
+        .map(|(i, _)| replica_subject(&i.replica_name()))
+        .filter(|s| !held.contains(s))
+        .collect();
+    held.extend(refused);
     // After the backoff: a backup starts only with a snapshot that is really taken.
     if errors.is_empty() {
         backup::plan_backup(&mut p, &facts);

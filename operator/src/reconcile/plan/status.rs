@@ -295,7 +295,7 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
     } else if let (MainFacts::LostData(_), Some(held)) =
         (&facts.main, p.obs.pods.get(&facts.main_instance).and_then(|w| w.memgraph.nodes()))
     {
-        let reads = || p.obs.pods.iter().filter(|(i, _)| **i != facts.main_instance).map(|(_, pod)| pod);
+        let reads = || super::facts::data_peers(p.obs).map(|(_, pod)| pod);
         let mut holders = old.lost_data_holders.clone();
         holders.retain(|name, n| *n > held && !reads().any(|pod| &pod.name == name && pod.memgraph.nodes().is_some()));
         holders.extend(

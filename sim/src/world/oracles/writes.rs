@@ -61,11 +61,15 @@ pub fn judge(
         ledger.acked.iter().filter(|a| a.protected && lost.contains(&a.id)).map(|a| a.id).collect();
     d.lost_protected = protected_lost.len();
     if !protected_lost.is_empty() {
+        // When and by whom the first was acknowledged: what a replay needs to find the cause.
+        let first = ledger.acked.iter().find(|a| a.id == protected_lost[0]);
+        let by = first.map(|a| format!(" (the first acknowledged by {} at {:.3} s)", a.pod, a.at_ms as f64 / 1000.0));
         out.push(violation(format!(
-            "{} writes acknowledged while a sync replica was in sync are missing from {}, first ids {:?}",
+            "{} writes acknowledged while a sync replica was in sync are missing from {}, first ids {:?}{}",
             protected_lost.len(),
             main.pod,
-            &protected_lost[..protected_lost.len().min(5)]
+            &protected_lost[..protected_lost.len().min(5)],
+            by.unwrap_or_default()
         )));
     } else if !lost.is_empty() && !volume_lost {
         let first: Vec<&i64> = lost.iter().take(5).collect();
