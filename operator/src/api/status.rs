@@ -117,6 +117,27 @@ pub struct FailoverStatus {
     /// say how up to date it is. Updated whenever a replica's mode or state changes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seen: Vec<SeenReplica>,
+    /// The last value of the `memgraph.io/switchover` annotation acted on (started, or refused
+    /// with a Warning event): a different value is a new request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_switchover_request: Option<String>,
+    /// What a requested switchover waits for before it moves writes (the target catching up,
+    /// being registered in a synchronous mode, the MAIN answering), while it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switchover_waiting: Option<String>,
+}
+
+/// Why the MAIN changes: `Failover` (the MAIN was lost), `Switchover` (requested with the
+/// `memgraph.io/switchover` annotation) or `SwitchBack` (back to the write pod after a failover,
+/// `spec.failover.switchBack`).
+pub const FAILOVER_KIND: &str = "Failover";
+/// See [`FAILOVER_KIND`].
+pub const SWITCHOVER_KIND: &str = "Switchover";
+/// See [`FAILOVER_KIND`].
+pub const SWITCH_BACK_KIND: &str = "SwitchBack";
+
+fn default_kind() -> String {
+    FAILOVER_KIND.to_owned()
 }
 
 fn default_main() -> String {
@@ -140,6 +161,9 @@ pub struct FailoverIntent {
     /// Whether the promoted replica may lack acknowledged writes (`allowDataLoss`).
     #[serde(default)]
     pub may_lose_writes: bool,
+    /// `Failover`, `Switchover` or `SwitchBack`.
+    #[serde(default = "default_kind")]
+    pub kind: String,
 }
 
 /// A completed failover.
@@ -160,6 +184,9 @@ pub struct CompletedFailover {
     /// when the replica was caught up; negative: transactions that may be lost).
     #[serde(default)]
     pub behind: i64,
+    /// `Failover`, `Switchover` or `SwitchBack`.
+    #[serde(default = "default_kind")]
+    pub kind: String,
 }
 
 /// The MAIN's report of one replica, as last seen.

@@ -35,6 +35,7 @@ fn cluster_meta(cluster: &MemgraphCluster) -> ClusterMeta {
         other_finalizers: finalizers.into_iter().filter(|f| f != FINALIZER).collect(),
         created: cluster.metadata.creation_timestamp.as_ref().map(|t| t.0),
         backup_request: cluster.annotations().get(crate::reconcile::plan::backup::BACKUP_REQUEST_ANNOTATION).cloned(),
+        switchover_request: cluster.annotations().get(crate::reconcile::plan::switchover::ANNOTATION).cloned(),
         reference: cluster.object_ref(&()),
     }
 }

@@ -61,6 +61,8 @@ pub struct ClusterMeta {
     pub created: Option<Timestamp>,
     /// The `memgraph.io/backup-request` annotation.
     pub backup_request: Option<String>,
+    /// The `memgraph.io/switchover` annotation.
+    pub switchover_request: Option<String>,
     /// Reference used for events.
     pub reference: ObjectReference,
 }

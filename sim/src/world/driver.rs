@@ -291,6 +291,27 @@ impl<'a> World<'a> {
         });
     }
 
+    /// A person asks for a switchover to `value` (`memgraph.io/switchover`).
+    pub fn request_switchover(&mut self, cluster: &str, value: &str) {
+        self.api.update(&Key::new("MemgraphCluster", NAMESPACE, cluster), |v| {
+            v["metadata"]["annotations"][memgraph_operator::reconcile::plan::switchover::ANNOTATION] = json!(value);
+        });
+    }
+
+    /// At the heal, a person moves writes back to the write pod where a requested switchover
+    /// moved them away (a failover is moved back by `spec.failover.switchBack`).
+    pub fn switch_back_requested(&mut self) {
+        let names: Vec<String> = self.clusters.keys().cloned().collect();
+        for cluster in names {
+            let Some(status) = self.source.cluster(&cluster).status.clone() else { continue };
+            let f = &status["failover"];
+            if f["last"]["kind"] == "Switchover" && f["main"] != "write" {
+                self.request_switchover(&cluster, "write/heal");
+                self.note(format!("[{cluster}] a person requests a switchover back to the write pod"));
+            }
+        }
+    }
+
     /// The operator that leads now, if one does.
     pub fn leader(&self) -> Option<usize> {
         self.operators.iter().position(|o| !o.down && o.gate.leading())

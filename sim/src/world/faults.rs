@@ -84,6 +84,9 @@ pub enum FaultClass {
     /// Partition the MAIN from every other pod (its replicas and the clients) while the
     /// operators still reach it.
     MainPartitionReplicas,
+    /// A person requests a planned switchover (the `memgraph.io/switchover` annotation) to
+    /// another instance, under load; at the heal, one back to the write pod.
+    Switchover,
 }
 
 impl FaultClass {
@@ -121,11 +124,12 @@ impl FaultClass {
 
     /// The classes aimed at the MAIN that failover is judged by, run with `--faults`: not yet in
     /// the default sweep, whose runs they still fail in (see the README's known limits).
-    pub const FAILOVER: [FaultClass; 4] = [
+    pub const FAILOVER: [FaultClass; 5] = [
         FaultClass::MainKill,
         FaultClass::MainNodeLoss,
         FaultClass::MainPartitionOperator,
         FaultClass::MainPartitionReplicas,
+        FaultClass::Switchover,
     ];
 
     /// Every class there is.
@@ -168,6 +172,7 @@ impl FaultClass {
             FaultClass::MainNodeLoss => "main-node-loss",
             FaultClass::MainPartitionOperator => "main-partition-operator",
             FaultClass::MainPartitionReplicas => "main-partition-replicas",
+            FaultClass::Switchover => "switchover",
         }
     }
 }

@@ -306,6 +306,22 @@ impl World<'_> {
                 self.edit_spec(&cluster, |s| s["write"]["image"] = json!(image));
                 (format!("change image to {image}"), Undo::Nothing, Some(cluster.clone()))
             }
+            FaultClass::Switchover => {
+                if !failover {
+                    return false;
+                }
+                let desired = self.source.cluster(&cluster).desired();
+                let names = memgraph_operator::names::ClusterNames::new(cluster.as_str(), NAMESPACE);
+                use memgraph_operator::names::Instance;
+                let targets: Vec<String> = std::iter::once(Instance::Write)
+                    .chain((0..desired).map(Instance::Read))
+                    .filter(|i| names.pod(*i) != write)
+                    .map(|i| i.status_name())
+                    .collect();
+                let Some(to) = Self::pick(&targets, pick).cloned() else { return false };
+                self.request_switchover(&cluster, &format!("{to}/{}", now.as_millis()));
+                (format!("request a switchover to {to}"), Undo::Nothing, Some(cluster.clone()))
+            }
             FaultClass::MainKill => {
                 if !pods.contains(&write) || !self.kubelet.crash(&mut self.sim, NAMESPACE, &write, &mut self.trace) {
                     return false;

@@ -510,7 +510,16 @@ impl Kube for GatedKube {
             && let Ok(Some(object)) = &result
         {
             // A round starts by reading the cluster: remember what it read and the truth then.
-            let spec = serde_json::to_value(object).map(|v| v["spec"].clone()).unwrap_or_default();
+            let object = serde_json::to_value(object).unwrap_or_default();
+            let mut spec = object["spec"].clone();
+            // Beside the spec, what else the round acts on: a pending switchover's target,
+            // whose registration may change mode for it.
+            let request = object["metadata"]["annotations"][memgraph_operator::reconcile::plan::switchover::ANNOTATION]
+                .as_str()
+                .filter(|r| object["status"]["failover"]["lastSwitchoverRequest"].as_str() != Some(*r));
+            if let Some(request) = request {
+                spec[claims::SWITCHOVER_TARGET] = serde_json::json!(request.split('/').next().unwrap_or(request));
+            }
             let truth = self.gate.truth.cluster(name);
             lock(&self.gate.rounds).insert(name.to_owned(), (vec![truth], spec));
         }

@@ -419,6 +419,7 @@ fn drive(world: &mut World<'_>, schedule: &Schedule, config: &RunConfig, clock: 
                 // (`restart_operator` resets a gate itself when it restarts the process).
                 world.restart_operators();
                 world.note("heal: faults stop".to_owned());
+                world.switch_back_requested();
             }
         } else {
             world.expire_windows(false);

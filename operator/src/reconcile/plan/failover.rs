@@ -24,7 +24,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::{Action, Facts, MainFacts, Planner};
-use crate::api::{CompletedFailover, FailoverIntent, FailoverStatus, ReplicationMode, SeenReplica};
+use crate::api::{
+    CompletedFailover, FAILOVER_KIND, FailoverIntent, FailoverStatus, ReplicationMode, SWITCH_BACK_KIND, SeenReplica,
+};
 use crate::kube_api::EventType;
 use crate::memgraph::ReplicaStatus;
 use crate::names::{Instance, ROLE_MAIN};
@@ -197,6 +199,23 @@ pub(super) fn plan_failover(p: &mut Planner<'_>, facts: &Facts) -> FailoverPlan 
         return FailoverPlan { status, blocked: Some(blocked), record_first: false };
     }
     let Some(since) = down_since else {
+        let base = before
+            .clone()
+            .unwrap_or_else(|| FailoverStatus { main: facts.main_instance.status_name(), ..Default::default() });
+        let requested = super::switchover::plan_switchover(p, facts, &base);
+        if requested.handled.is_some() || requested.waiting.is_some() {
+            let s = status.get_or_insert(base);
+            s.last_switchover_request = requested.handled.or(s.last_switchover_request.take());
+            s.switchover_waiting = requested.waiting;
+            let record_first = requested.intent.is_some();
+            if requested.intent.is_some() {
+                s.intent = requested.intent;
+            }
+            return FailoverPlan { status, blocked: None, record_first };
+        }
+        if let Some(s) = status.as_mut() {
+            s.switchover_waiting = None;
+        }
         if let Some(intent) = before.as_ref().and_then(|b| switch_back(p, facts, b))
             && let Some(s) = status.as_mut()
         {
@@ -282,6 +301,7 @@ fn start(p: &mut Planner<'_>, facts: &Facts, c: Candidate, generation: i64, why:
         started_at: Time(p.now),
         reason: reason.clone(),
         may_lose_writes: !c.safe,
+        kind: FAILOVER_KIND.to_owned(),
     };
     unlabel(p, from);
     promote(p, c.instance, from);
@@ -300,7 +320,7 @@ fn start(p: &mut Planner<'_>, facts: &Facts, c: Candidate, generation: i64, why:
 
 /// Promote `target`; a `from` that still answers as a MAIN is demoted first, in the same action,
 /// so the promotion happens only once it no longer takes writes.
-fn promote(p: &mut Planner<'_>, target: Instance, from: Instance) {
+pub(super) fn promote(p: &mut Planner<'_>, target: Instance, from: Instance) {
     let from_answers = p
         .obs
         .pods
@@ -316,6 +336,10 @@ fn promote(p: &mut Planner<'_>, target: Instance, from: Instance) {
 fn switch_back(p: &mut Planner<'_>, facts: &Facts, before: &FailoverStatus) -> Option<FailoverIntent> {
     let f = &p.spec.failover;
     if !f.enabled || !f.switch_back || facts.main_instance == Instance::Write || !facts.main.verified() {
+        return None;
+    }
+    // Only a failover is undone: a MAIN chosen with a switchover request stays.
+    if before.last.as_ref().is_some_and(|l| l.kind != FAILOVER_KIND) {
         return None;
     }
     let write = facts.replicas.get(&Instance::Write).filter(|r| r.ready_replica && r.in_sync && r.mode_ok)?;
@@ -356,11 +380,12 @@ fn switch_back(p: &mut Planner<'_>, facts: &Facts, before: &FailoverStatus) -> O
         started_at: Time(p.now),
         reason,
         may_lose_writes: false,
+        kind: SWITCH_BACK_KIND.to_owned(),
     })
 }
 
 /// Remove the `main` label from `instance`'s pod, if it carries one.
-fn unlabel(p: &mut Planner<'_>, instance: Instance) {
+pub(super) fn unlabel(p: &mut Planner<'_>, instance: Instance) {
     if let Some(pod) = p.obs.pods.get(&instance).filter(|pod| pod.role_label.as_deref() == Some(ROLE_MAIN)) {
         p.push(Action::Label { pod: pod.name.clone(), uid: pod.uid.clone(), role: None, restarts: pod.restarts });
     }
@@ -426,6 +451,7 @@ fn advance(p: &mut Planner<'_>, facts: &Facts, seen: &[SeenReplica], intent: Fai
             started_at: intent.started_at.clone(),
             finished_at: Time(p.now),
             behind: seen_of(seen, target).map_or(0, |s| s.behind),
+            kind: intent.kind.clone(),
         };
         p.condition_event(
             EventType::Normal,
@@ -482,6 +508,39 @@ fn advance(p: &mut Planner<'_>, facts: &Facts, seen: &[SeenReplica], intent: Fai
             },
             false,
         );
+    }
+    // A planned move demoted the old MAIN first: it answers as a REPLICA with every write it
+    // acknowledged, and goes back to being the MAIN.
+    let from_replica = p
+        .obs
+        .pods
+        .get(&from)
+        .is_some_and(|pod| pod.ready && !pod.terminating && matches!(pod.memgraph, MemgraphState::Replica { .. }));
+    if intent.kind != FAILOVER_KIND && from_replica {
+        let generation = intent.generation + 1;
+        promote(p, from, target);
+        p.condition_event(
+            EventType::Warning,
+            "SwitchoverRolledBack",
+            format!(
+                "{} generation {}: {} was lost before it was verified as MAIN; {} (demoted for it, holding every \
+                 acknowledged write) is promoted back",
+                intent.kind,
+                intent.generation,
+                p.names.pod(target),
+                p.names.pod(from)
+            ),
+        );
+        let back = FailoverIntent {
+            generation,
+            from: intent.to.clone(),
+            to: intent.from.clone(),
+            started_at: Time(p.now),
+            reason: format!("{} was lost before the {} to it completed", intent.to, intent.kind),
+            may_lose_writes: false,
+            kind: intent.kind.clone(),
+        };
+        return (keep(back, None), true);
     }
     match choose(p, facts, seen, &[target, from]) {
         Ok(c) => {

@@ -18,6 +18,7 @@ mod objects;
 mod replication;
 mod snapshot;
 mod status;
+pub mod switchover;
 pub mod validation;
 
 use std::time::Duration;

@@ -41,6 +41,7 @@ fn meta() -> ClusterMeta {
         other_finalizers: vec![],
         created: Some(t("2026-06-01T12:00:00Z")),
         backup_request: None,
+        switchover_request: None,
         reference: ObjectReference::default(),
     }
 }

@@ -99,10 +99,17 @@ pub fn status_false(truth: &ClusterTruth, cluster: &str, status: &Value, acted: 
     None
 }
 
+/// Key of the acted spec (not a spec field) naming the target of a pending switchover.
+pub const SWITCHOVER_TARGET: &str = "_switchoverTarget";
+
 /// Why `DROP REPLICA name` drops a wanted, healthy replica registered as the acted spec asks,
 /// judged at the instant it is sent.
 pub fn drop_wrong(truth: &ClusterTruth, cluster: &str, name: &str, acted: &Value) -> Option<String> {
     let instance = Instance::from_replica_name(name)?;
+    // The target of a requested switchover is registered SYNC in an ASYNC cluster first.
+    if acted[SWITCHOVER_TARGET].as_str() == Some(instance.status_name().as_str()) {
+        return None;
+    }
     let desired = acted["read"]["replicas"].as_u64().map_or(3, |n| u32::try_from(n).unwrap_or(0));
     let mode = acted["replication"]["mode"].as_str().unwrap_or("ASYNC").to_ascii_lowercase();
     let names = ClusterNames::new(cluster, NAMESPACE);

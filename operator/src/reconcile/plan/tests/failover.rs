@@ -331,3 +331,73 @@ fn one_look_never_decides_alone_even_when_its_probe_waited_out_the_delay() {
     let again = plan(&spec, &obs, at(2));
     assert!(kinds(&again).contains(&"Promote read_0".to_owned()), "{:?}", kinds(&again));
 }
+
+fn request_switchover(obs: &mut Observed, value: &str) {
+    obs.cluster.switchover_request = Some(value.to_owned());
+}
+
+#[test]
+fn a_requested_switchover_demotes_first_then_promotes_the_caught_up_target() {
+    let (spec, mut obs) = sync_cluster(2);
+    request_switchover(&mut obs, "read-1");
+    let first = plan(&spec, &obs, at(1));
+    let k = kinds(&first);
+    assert!(k.contains(&"Promote read_1 after demoting write".to_owned()), "{k:?}");
+    assert!(k.contains(&"Label c-write-0 -".to_owned()), "the MAIN's label goes first: {k:?}");
+    assert!(first.record_first, "the intent is written before the demotion");
+    settle_at(&spec, &mut obs, at(1));
+    let f = failover(&obs);
+    assert_eq!((f.main.as_str(), f.generation, f.intent.is_none()), ("read-1", 1, true), "{f:?}");
+    assert_eq!(f.last.as_ref().map(|l| l.kind.as_str()), Some("Switchover"));
+    assert_eq!(f.last_switchover_request.as_deref(), Some("read-1"));
+    assert_eq!(labelled(&obs, "main"), ["c-read-1-0"]);
+    // Acted on once: the same value asks for nothing more, and a switchover is not undone by
+    // switchBack, however long it has been in sync.
+    settle_at(&spec, &mut obs, at(400));
+    assert_eq!(failover(&obs).main, "read-1");
+    // The same target again after a suffix, and back to the write pod.
+    request_switchover(&mut obs, "write/2");
+    settle_at(&spec, &mut obs, at(401));
+    assert_eq!((failover(&obs).main.as_str(), failover(&obs).generation), ("write", 2));
+    assert_eq!(labelled(&obs, "main"), ["c-write-0"]);
+}
+
+#[test]
+fn a_switchover_waits_for_its_target_and_refuses_what_is_not_an_instance() {
+    let (spec, mut obs) = sync_cluster(2);
+    // Behind the MAIN: writes would be lost, so nothing moves; status says why.
+    write_rows(&mut obs).expect("rows").iter_mut().find(|r| r.name == "read_0").expect("row").data =
+        Some(ReplicaData { ts: 10, behind: -4, status: ReplicaStatus::Ready });
+    request_switchover(&mut obs, "read-0");
+    let waiting = plan(&spec, &obs, at(1));
+    assert!(!kinds(&waiting).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&waiting));
+    let f = waiting.status.failover.clone().expect("failover");
+    assert!(f.switchover_waiting.as_deref().is_some_and(|w| w.contains("4 behind")), "{f:?}");
+    assert_eq!(f.last_switchover_request, None, "still pending");
+    for bad in ["read-7", "primary"] {
+        request_switchover(&mut obs, bad);
+        let refused = plan(&spec, &obs, at(1));
+        assert!(!kinds(&refused).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&refused));
+        let refusal = |a: &Action| matches!(a, Action::Event(e) if e.reason == "SwitchoverRefused");
+        assert!(refused.actions.iter().any(refusal), "{bad}");
+        assert_eq!(refused.status.failover.and_then(|f| f.last_switchover_request).as_deref(), Some(bad));
+    }
+}
+
+#[test]
+fn in_an_async_cluster_the_target_is_registered_sync_before_writes_move() {
+    let (mut spec, mut obs) = sync_cluster(2);
+    spec.replication.mode = ReplicationMode::Async;
+    obs.spec = spec.clone();
+    converge(&spec, &mut obs, 12);
+    request_switchover(&mut obs, "read-0");
+    let first = plan(&spec, &obs, at(1));
+    let k = kinds(&first);
+    assert!(!k.iter().any(|a| a.starts_with("Promote")), "registered ASYNC: not yet {k:?}");
+    assert!(k.iter().any(|a| a == "Register read_0 SYNC"), "{k:?}");
+    settle_at(&spec, &mut obs, at(1));
+    assert_eq!(failover(&obs).main, "read-0");
+    // Once it is the MAIN, the old one follows it in the spec's mode.
+    let rows = rows_of(&mut obs, Instance::Read(0)).expect("rows").clone();
+    assert!(rows.iter().all(|r| r.sync_mode == "async"), "{rows:?}");
+}
