@@ -9,8 +9,16 @@ use crate::engine::{Instance, RoleState};
 use crate::net::{BoxStream, DynListener};
 use crate::storage::Storage;
 
+/// What the replica reports of its storage. An epoch in which it committed nothing (it was
+/// promoted and demoted again with no write) is reported as the one before, where its data
+/// ends: such a promotion is reversible, and the next MAIN finds it continuous (inferred,
+/// memgraph-behaviour.md §11).
 fn info(s: &Storage) -> ReplicaInfo {
-    ReplicaInfo { ts: s.ts, epoch: s.epoch.clone(), history: s.history.clone() }
+    let epoch = match s.history.last() {
+        Some((previous, last)) if *last == s.ts => previous.clone(),
+        _ => s.epoch.clone(),
+    };
+    ReplicaInfo { ts: s.ts, epoch, history: s.history.clone() }
 }
 
 /// Accepts MAIN connections until aborted (promotion, kill, shutdown); dropping this future drops

@@ -125,6 +125,14 @@ pub struct FailoverStatus {
     /// being registered in a synchronous mode, the MAIN answering), while it waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switchover_waiting: Option<String>,
+    /// Since when the write pod, after a failover away from it, has been a ready REPLICA
+    /// registered in a synchronous mode without restarting (`switchBackAfterSeconds` counts from
+    /// here; a replication blip does not reset it, a restart does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_pod_stable_since: Option<Time>,
+    /// The write pod's uid and restart count behind `writePodStableSince`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_pod_stable_as: Option<String>,
 }
 
 /// Why the MAIN changes: `Failover` (the MAIN was lost), `Switchover` (requested with the

@@ -305,7 +305,21 @@ impl<'a> World<'a> {
         for cluster in names {
             let Some(status) = self.source.cluster(&cluster).status.clone() else { continue };
             let f = &status["failover"];
-            if f["last"]["kind"] == "Switchover" && f["main"] != "write" {
+            let key = Key::new("MemgraphCluster", NAMESPACE, &cluster);
+            let annotation = memgraph_operator::reconcile::plan::switchover::ANNOTATION;
+            let request = self
+                .api
+                .get_json(&key)
+                .and_then(|v| v["metadata"]["annotations"][annotation].as_str().map(str::to_owned));
+            // A request not yet acted on is replaced by this one.
+            let pending = request.is_some_and(|r| f["lastSwitchoverRequest"].as_str() != Some(r.as_str()));
+            // Where the MAIN is, or is being moved to, by a switchover.
+            let (kind, main) = if f["intent"].is_null() {
+                (&f["last"]["kind"], &f["main"])
+            } else {
+                (&f["intent"]["kind"], &f["intent"]["to"])
+            };
+            if pending || kind == "Switchover" && main != "write" {
                 self.request_switchover(&cluster, "write/heal");
                 self.note(format!("[{cluster}] a person requests a switchover back to the write pod"));
             }

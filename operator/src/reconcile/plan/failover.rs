@@ -215,8 +215,10 @@ pub(super) fn plan_failover(p: &mut Planner<'_>, facts: &Facts) -> FailoverPlan 
         }
         if let Some(s) = status.as_mut() {
             s.switchover_waiting = None;
+            track_write_pod(p, facts, s);
         }
-        if let Some(intent) = before.as_ref().and_then(|b| switch_back(p, facts, b))
+        let tracked = status.clone();
+        if let Some(intent) = tracked.as_ref().and_then(|b| switch_back(p, facts, b))
             && let Some(s) = status.as_mut()
         {
             s.intent = Some(intent);
@@ -343,10 +345,11 @@ fn switch_back(p: &mut Planner<'_>, facts: &Facts, before: &FailoverStatus) -> O
         return None;
     }
     let write = facts.replicas.get(&Instance::Write).filter(|r| r.ready_replica && r.in_sync && r.mode_ok)?;
-    let seen = seen_of(&before.seen, Instance::Write).filter(|s| safe(s))?;
+    seen_of(&before.seen, Instance::Write).filter(|s| safe(s))?;
     let row = write.row.as_ref()?;
     let stable = std::time::Duration::from_secs(u64::try_from(f.switch_back_after_seconds.max(0)).unwrap_or(30));
-    let due = seen.seen_at.0.checked_add(stable).unwrap_or(seen.seen_at.0);
+    let since = before.write_pod_stable_since.as_ref()?.0;
+    let due = since.checked_add(stable).unwrap_or(since);
     if p.now < due {
         p.due(due);
         return None;
@@ -382,6 +385,28 @@ fn switch_back(p: &mut Planner<'_>, facts: &Facts, before: &FailoverStatus) -> O
         may_lose_writes: false,
         kind: SWITCH_BACK_KIND.to_owned(),
     })
+}
+
+/// Keep since when the write pod has been a ready REPLICA in a synchronous mode without
+/// restarting, while another instance is the MAIN: what `switchBackAfterSeconds` counts.
+fn track_write_pod(p: &Planner<'_>, facts: &Facts, s: &mut FailoverStatus) {
+    let pod = p.obs.pods.get(&Instance::Write);
+    let registered_sync = facts.replicas.get(&Instance::Write).is_some_and(|r| {
+        r.ready_replica && r.row.as_ref().is_some_and(|row| row.sync_mode != ReplicationMode::Async.as_show_replicas())
+    });
+    let Some(pod) = pod.filter(|_| registered_sync && facts.main_instance != Instance::Write) else {
+        // Unknown while the MAIN cannot report: the clock neither runs on nor resets.
+        if facts.main.rows().is_some() || facts.main_instance == Instance::Write {
+            s.write_pod_stable_since = None;
+            s.write_pod_stable_as = None;
+        }
+        return;
+    };
+    let id = format!("{}:{}", pod.uid, pod.restarts);
+    if s.write_pod_stable_as.as_deref() != Some(id.as_str()) {
+        s.write_pod_stable_since = Some(Time(p.now));
+        s.write_pod_stable_as = Some(id);
+    }
 }
 
 /// Remove the `main` label from `instance`'s pod, if it carries one.

@@ -37,7 +37,13 @@ impl FailoverTruth {
     /// the cluster's pods is in force (the operator cannot see the MAIN then).
     pub fn sample(&mut self, now: Duration, cluster: &str, truth: &ClusterTruth, operator_cut_off: bool) {
         let main = truth.main_pod(cluster);
+        // A MAIN still being promoted (the intent stands) is not labelled: no client writes to
+        // it, so finishing, replacing or undoing the promotion on a sign that it failed (its pod
+        // not Ready) loses nothing; what it does to writes is judged by the writes and
+        // split-brain oracles. Only an established MAIN must be down for the delay first.
+        let promoting = truth.status.as_ref().is_some_and(|s| !s["failover"]["intent"].is_null());
         let healthy = !operator_cut_off
+            && !promoting
             && truth.write(cluster).is_some_and(|p| p.usable() && p.role == Some(fake_memgraph::Role::Main))
             && !truth.main_lost_data(cluster);
         if healthy {
