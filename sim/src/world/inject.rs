@@ -91,6 +91,8 @@ impl World<'_> {
         let failover = self.clusters.get(&cluster).is_some_and(|c| c.setup.failover);
         let write = if failover { self.source.cluster(&cluster).main_pod(&cluster) } else { write_pod(&cluster) };
         let write_host = self.host(&write);
+        // The replicas: after a failover a read pod may be the MAIN, and the write pod a replica.
+        let reads: Vec<String> = if failover { pods.iter().filter(|p| **p != write).cloned().collect() } else { reads };
         let (what, undo, target) = match fault.class {
             FaultClass::PodKill => {
                 let Some(pod) = Self::pick(&pods, pick).cloned() else { return false };

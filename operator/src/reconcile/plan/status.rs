@@ -434,10 +434,16 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
         bootstrap: p.bootstrap.clone(),
         lost_data_holders,
         validation: Some(validation),
-        failover: failover.map(|(mut s, _)| {
-            super::failover::record_seen(p, facts, &mut s);
-            s
-        }),
+        // Not planned (the spec is invalid): the record of who is the MAIN stays as it is. Losing
+        // it would hand the MAIN back to the write pod.
+        failover: match (failover, p.failover.is_some()) {
+            (Some((mut s, _)), _) => {
+                super::failover::record_seen(p, facts, &mut s);
+                Some(s)
+            }
+            (None, true) => None,
+            (None, false) => old.failover.clone(),
+        },
         failing_actions: old.failing_actions.clone(),
         conditions,
     };
