@@ -118,3 +118,23 @@ fn the_lease_changes_hands_without_overlap() {
         report.trace.render()
     );
 }
+
+/// Failover and planned switchover: every class aimed at the MAIN (kills, node losses, the two
+/// partitions, requested switchovers) with operator crashes, which land on any step of a
+/// failover, and pod kills. Failover is on in the clusters these seeds draw it for; the run must
+/// satisfy every oracle (one MAIN acknowledging, no promotion of a healthy MAIN, no acknowledged
+/// write lost, the write pod the MAIN again after the heal), and must have promoted and switched.
+#[test]
+fn failover_and_switchover_through_the_faults_aimed_at_the_main() {
+    let mut classes = FaultClass::FAILOVER.to_vec();
+    classes.extend([FaultClass::OperatorCrash, FaultClass::PodKill]);
+    for seed in [6, 8] {
+        let config = RunConfig { duration: Duration::from_secs(240), ..config(seed, classes.clone()) };
+        let report = run(&config);
+        support::assert_passes(&report, &config);
+        let trace = report.trace.render();
+        assert!(trace.contains("SET REPLICATION ROLE TO MAIN on"), "seed {seed}: nothing was promoted");
+        assert!(trace.contains("request a switchover to"), "seed {seed}: no switchover was requested");
+        assert!(trace.contains("PausedByFailover"), "seed {seed}: no read pod became the MAIN");
+    }
+}

@@ -26,7 +26,7 @@ use super::rng::Rng;
 use super::run::NAMESPACE;
 use super::time::EPOCH_SECONDS;
 use super::trace::Trace;
-use super::truth::{ClusterTruth, Truth, TruthSource, read_index, write_pod};
+use super::truth::{ClusterTruth, Truth, TruthSource, read_index};
 use super::workload::SharedLedger;
 use crate::apiserver::{ApiServer, Key};
 
@@ -824,18 +824,18 @@ impl<'a> World<'a> {
         for cluster in names {
             let Some(c) = truth.clusters.get(&cluster) else { continue };
             let Some(state) = self.clusters.get(&cluster) else { continue };
+            // The MAIN that lost its data: the write pod, or the replica a failover promoted.
+            let main = c.main_pod(&cluster);
             match state.restoring.clone() {
                 // A person cannot restart a pod on a node that does not answer.
                 None if state.volume_lost
                     && state.lost_data_since.is_some_and(|s| now >= s + PERSON_REACTS)
-                    && !self.kubelet.on_lost_node(&write_pod(&cluster)) =>
+                    && !self.kubelet.on_lost_node(&main) =>
                 {
                     let best = c
                         .pods
                         .iter()
-                        .filter(|(name, p)| {
-                            read_index(&cluster, name).is_some() && p.role == Some(Role::Replica) && p.nodes > 0
-                        })
+                        .filter(|(name, p)| **name != main && p.role == Some(Role::Replica) && p.nodes > 0)
                         .max_by_key(|(name, p)| (p.ts, std::cmp::Reverse((*name).clone())))
                         .map(|(name, _)| name.clone());
                     let Some(source) = best else { continue };
@@ -855,7 +855,7 @@ impl<'a> World<'a> {
                         state.restoring = Some((source, uid.unwrap_or_default()));
                     }
                 }
-                Some(_) if self.kubelet.on_lost_node(&write_pod(&cluster)) => {}
+                Some(_) if self.kubelet.on_lost_node(&main) => {}
                 Some((source, uid)) => {
                     // Copied once the stopped pod is gone (or already replaced).
                     let current =
@@ -863,7 +863,7 @@ impl<'a> World<'a> {
                     if current.as_ref() == Some(&uid) {
                         continue;
                     }
-                    let write = write_pod(&cluster);
+                    let write = main.clone();
                     let from = self.kubelet.volume(NAMESPACE, &format!("data-{source}")).snapshot();
                     let to = self.kubelet.volume(NAMESPACE, &format!("data-{write}"));
                     self.kubelet.crash(&mut self.sim, NAMESPACE, &write, &mut self.trace);

@@ -498,10 +498,10 @@ pub(super) fn unseen_holders(obs: &Observed, held: i64) -> Vec<&str> {
 /// The MAIN lost data that `holders` have: what to tell the user.
 fn lost_data(pod: &PodState, holders: &str) -> MainFacts {
     MainFacts::LostData(format!(
-        "the write pod {} is a MAIN with no replicas that holds less than {holders}; its volume was probably lost. \
-         The operator will not route writes to it or register replicas on it. Recover the data: restore a backup \
-         into the write volume, or stop the most up-to-date replica (its snapshot on exit then holds all it has), \
-         copy its data directory without replication/ into the write volume, and delete the write pod",
+        "the MAIN's pod {0} is a MAIN with no replicas that holds less than {holders}; its volume was probably \
+         lost. The operator will not route writes to it or register replicas on it. Recover the data: restore a \
+         backup into its volume, or stop the most up-to-date replica (its snapshot on exit then holds all it has), \
+         copy its data directory without replication/ into the volume of {0}, and delete the pod {0}",
         pod.name
     ))
 }
