@@ -199,3 +199,25 @@ pub(crate) fn handle(inst: &Instance, req: Request) -> Response {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replication::main_side::diverged;
+
+    #[test]
+    fn a_promotion_that_committed_nothing_is_reversible() {
+        // Both followed epoch e0 to ts 10; `a` was promoted (e1) and demoted, `b` promoted (e2).
+        let mut a = Storage::fresh("e0".into(), "db".into());
+        a.ts = 10;
+        let mut b = a.clone();
+        a.switch_epoch("e1".into());
+        b.switch_epoch("e2".into());
+        assert_eq!(info(&a).epoch, "e0");
+        assert!(!diverged(&b, &info(&a)), "nothing was committed in e1");
+        // Once `a` commits in its own epoch, it has diverged from `b`.
+        a.ts = 12;
+        assert_eq!(info(&a).epoch, "e1");
+        assert!(diverged(&b, &info(&a)));
+    }
+}

@@ -211,7 +211,7 @@ fn replica_facts(p: &Planner<'_>, main: &MainFacts, instance: Instance, desired:
     let rows = main.rows();
     let row = rows.and_then(|rows| rows.iter().find(|r| r.name == instance.replica_name())).cloned();
     let address_ok = row.as_ref().is_some_and(|r| r.socket_address == p.names.replication_address(instance));
-    let mode = super::switchover::wanted_mode(obs, instance);
+    let mode = super::switchover::wanted_mode(p.spec, obs, instance);
     let mode_ok = row.as_ref().is_some_and(|r| r.sync_mode == mode.as_show_replicas());
     let ready_replica = ready && matches!(state, Some(MemgraphState::Replica { .. }));
     let ready_main = ready && matches!(state, Some(MemgraphState::Main { .. }));

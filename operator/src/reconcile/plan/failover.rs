@@ -19,6 +19,9 @@
 //!   back when the old MAIN is verified again).
 //! - An old MAIN that comes back is a stray MAIN: the replication plan demotes it and registers
 //!   it on the new one ([`replaced_main`]).
+//! - [`planned_moves`]: with the MAIN up, a switchover requested with an annotation (the rules
+//!   are in `switchover`), else [`switch_back`] to the write pod after a failover. Both demote
+//!   the MAIN first and promote in the same action; a lost target rolls back to it.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -199,32 +202,7 @@ pub(super) fn plan_failover(p: &mut Planner<'_>, facts: &Facts) -> FailoverPlan 
         return FailoverPlan { status, blocked: Some(blocked), record_first: false };
     }
     let Some(since) = down_since else {
-        let base = before
-            .clone()
-            .unwrap_or_else(|| FailoverStatus { main: facts.main_instance.status_name(), ..Default::default() });
-        let requested = super::switchover::plan_switchover(p, facts, &base);
-        if requested.handled.is_some() || requested.waiting.is_some() {
-            let s = status.get_or_insert(base);
-            s.last_switchover_request = requested.handled.or(s.last_switchover_request.take());
-            s.switchover_waiting = requested.waiting;
-            let record_first = requested.intent.is_some();
-            if requested.intent.is_some() {
-                s.intent = requested.intent;
-            }
-            return FailoverPlan { status, blocked: None, record_first };
-        }
-        if let Some(s) = status.as_mut() {
-            s.switchover_waiting = None;
-            track_write_pod(p, facts, s);
-        }
-        let tracked = status.clone();
-        if let Some(intent) = tracked.as_ref().and_then(|b| switch_back(p, facts, b))
-            && let Some(s) = status.as_mut()
-        {
-            s.intent = Some(intent);
-            return FailoverPlan { status, blocked: None, record_first: true };
-        }
-        return FailoverPlan { status, blocked: None, record_first: false };
+        return planned_moves(p, facts, before.as_ref(), status);
     };
     let due = since.checked_add(detection_delay(p)).unwrap_or(since);
     // The look that first found it down never decides alone (its probe may have waited out the
@@ -260,6 +238,42 @@ pub(super) fn plan_failover(p: &mut Planner<'_>, facts: &Facts) -> FailoverPlan 
             }
         }
     }
+}
+
+/// With the MAIN up: a requested switchover (see `switchover`), else the switch back to the
+/// write pod after a failover.
+fn planned_moves(
+    p: &mut Planner<'_>,
+    facts: &Facts,
+    before: Option<&FailoverStatus>,
+    mut status: Option<FailoverStatus>,
+) -> FailoverPlan {
+    let base = before
+        .cloned()
+        .unwrap_or_else(|| FailoverStatus { main: facts.main_instance.status_name(), ..Default::default() });
+    let requested = super::switchover::plan_switchover(p, facts, &base);
+    if requested.handled.is_some() || requested.waiting.is_some() {
+        let s = status.get_or_insert(base);
+        s.last_switchover_request = requested.handled.or(s.last_switchover_request.take());
+        s.switchover_waiting = requested.waiting;
+        let record_first = requested.intent.is_some();
+        if requested.intent.is_some() {
+            s.intent = requested.intent;
+        }
+        return FailoverPlan { status, blocked: None, record_first };
+    }
+    if let Some(s) = status.as_mut() {
+        s.switchover_waiting = None;
+        track_write_pod(p, facts, s);
+    }
+    let tracked = status.clone();
+    if let Some(intent) = tracked.as_ref().and_then(|b| switch_back(p, facts, b))
+        && let Some(s) = status.as_mut()
+    {
+        s.intent = Some(intent);
+        return FailoverPlan { status, blocked: None, record_first: true };
+    }
+    FailoverPlan { status, blocked: None, record_first: false }
 }
 
 /// A read replica whose data grew since `since` (as counted while the MAIN was silent), within
@@ -364,8 +378,21 @@ fn switch_back(p: &mut Planner<'_>, facts: &Facts, before: &FailoverStatus) -> O
         row.sync_mode,
         stable.as_secs()
     );
+    Some(start_planned(p, from, Instance::Write, generation, reason, SWITCH_BACK_KIND))
+}
+
+/// Start a planned move from the MAIN `from` to `target`: its label goes, it is demoted and
+/// `target` promoted in one action, and the intent to record is returned.
+pub(super) fn start_planned(
+    p: &mut Planner<'_>,
+    from: Instance,
+    target: Instance,
+    generation: i64,
+    reason: String,
+    kind: &str,
+) -> FailoverIntent {
     unlabel(p, from);
-    promote(p, Instance::Write, from);
+    promote(p, target, from);
     p.event(
         EventType::Normal,
         "SwitchoverStarted",
@@ -373,18 +400,18 @@ fn switch_back(p: &mut Planner<'_>, facts: &Facts, before: &FailoverStatus) -> O
         format!(
             "Switchover generation {generation}: demoting {} and promoting {}: {reason}",
             p.names.pod(from),
-            p.names.pod(Instance::Write)
+            p.names.pod(target)
         ),
     );
-    Some(FailoverIntent {
+    FailoverIntent {
         generation,
         from: from.status_name(),
-        to: Instance::Write.status_name(),
+        to: target.status_name(),
         started_at: Time(p.now),
         reason,
         may_lose_writes: false,
-        kind: SWITCH_BACK_KIND.to_owned(),
-    })
+        kind: kind.to_owned(),
+    }
 }
 
 /// Keep since when the write pod has been a ready REPLICA in a synchronous mode without

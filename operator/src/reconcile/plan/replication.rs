@@ -20,7 +20,7 @@ fn drop_replica(p: &mut Planner<'_>, facts: &Facts, name: &str, why: &str) {
 
 fn register(p: &mut Planner<'_>, facts: &Facts, instance: Instance, mode: ReplicationMode) {
     p.push(Action::RegisterReplica { main: facts.main_instance, instance, mode });
-    let wanted = super::switchover::wanted_mode(p.obs, instance);
+    let wanted = super::switchover::wanted_mode(p.spec, p.obs, instance);
     let catching_up = if mode == wanted {
         String::new()
     } else {
@@ -43,7 +43,7 @@ fn register(p: &mut Planner<'_>, facts: &Facts, instance: Instance, mode: Replic
 /// The mode to register `instance` in now: its final mode, unless it must catch up as
 /// ASYNC first.
 fn register_mode(p: &Planner<'_>, facts: &Facts, instance: Instance) -> ReplicationMode {
-    let mode = super::switchover::wanted_mode(p.obs, instance);
+    let mode = super::switchover::wanted_mode(p.spec, p.obs, instance);
     let catch_up_async = match p.spec.replication.data_durability {
         DataDurability::Preferred => true,
         // Durability first: catch up as ASYNC only while another replica keeps writes durable.
@@ -140,7 +140,7 @@ pub(super) fn plan_replication(p: &mut Planner<'_>, facts: &Facts) {
                 let caught_up = r.in_sync && row.data.as_ref().is_some_and(|d| d.behind == 0);
                 // Towards a stricter mode only once caught up (or every write would fail while
                 // it catches up); towards ASYNC at once, so a down replica stops blocking writes.
-                let wanted = super::switchover::wanted_mode(p.obs, instance);
+                let wanted = super::switchover::wanted_mode(p.spec, p.obs, instance);
                 let to_async = wanted == ReplicationMode::Async;
                 if !r.mode_ok && !r.diverged && (caught_up || to_async) {
                     switches.push((instance, wanted));
@@ -161,7 +161,7 @@ pub(super) fn plan_replication(p: &mut Planner<'_>, facts: &Facts) {
     };
     if let Some(&(instance, mode)) = switches.iter().find(|(instance, _)| !catching_up(*instance)) {
         let name = instance.replica_name();
-        let why = if mode == super::switchover::wanted_mode(p.obs, instance) {
+        let why = if mode == super::switchover::wanted_mode(p.spec, p.obs, instance) {
             format!("switching it to {} now that it is in sync", mode.as_cypher())
         } else {
             format!(

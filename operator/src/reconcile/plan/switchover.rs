@@ -13,8 +13,6 @@
 //! when the switchover starts or is refused (a Warning event says why). Until then,
 //! `status.failover.switchoverWaiting` says what it waits for.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-
 use super::{Facts, Planner};
 use crate::api::{FailoverIntent, FailoverStatus, ReplicationMode, SWITCHOVER_KIND};
 use crate::kube_api::EventType;
@@ -40,8 +38,12 @@ pub fn requested_target(obs: &crate::reconcile::observed::Observed) -> Option<In
 /// The mode `instance` is registered in: the spec's, except that the target of a pending
 /// switchover in an ASYNC cluster is registered SYNC, so that it holds every acknowledged write
 /// by the time writes move to it.
-pub fn wanted_mode(obs: &crate::reconcile::observed::Observed, instance: Instance) -> ReplicationMode {
-    let mode = obs.spec.replication.mode;
+pub fn wanted_mode(
+    spec: &crate::api::MemgraphClusterSpec,
+    obs: &crate::reconcile::observed::Observed,
+    instance: Instance,
+) -> ReplicationMode {
+    let mode = spec.replication.mode;
     if mode == ReplicationMode::Async && requested_target(obs) == Some(instance) { ReplicationMode::Sync } else { mode }
 }
 
@@ -96,31 +98,8 @@ pub(super) fn plan_switchover(p: &mut Planner<'_>, facts: &Facts, before: &Failo
     let from = facts.main_instance;
     let generation = before.generation + 1;
     let reason = format!("requested with {ANNOTATION}={value:?}; {} is in sync and caught up", target.status_name());
-    super::failover::unlabel(p, from);
-    super::failover::promote(p, target, from);
-    p.event(
-        EventType::Normal,
-        "SwitchoverStarted",
-        "Promote",
-        format!(
-            "Switchover generation {generation}: demoting {} and promoting {}: {reason}",
-            p.names.pod(from),
-            p.names.pod(target)
-        ),
-    );
-    Decision {
-        intent: Some(FailoverIntent {
-            generation,
-            from: from.status_name(),
-            to: target.status_name(),
-            started_at: Time(p.now),
-            reason,
-            may_lose_writes: false,
-            kind: SWITCHOVER_KIND.to_owned(),
-        }),
-        handled: Some(value),
-        waiting: None,
-    }
+    let intent = super::failover::start_planned(p, from, target, generation, reason, SWITCHOVER_KIND);
+    Decision { intent: Some(intent), handled: Some(value), waiting: None }
 }
 
 /// Why writes cannot move to `target` yet without risking an acknowledged write, if they cannot.

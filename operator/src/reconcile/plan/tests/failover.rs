@@ -401,3 +401,37 @@ fn in_an_async_cluster_the_target_is_registered_sync_before_writes_move() {
     let rows = rows_of(&mut obs, Instance::Read(0)).expect("rows").clone();
     assert!(rows.iter().all(|r| r.sync_mode == "async"), "{rows:?}");
 }
+
+#[test]
+fn before_memgraph_3_5_a_replica_refused_again_and_again_after_a_failover_is_probably_diverged() {
+    let (spec, mut obs) = write_pod_found_down();
+    settle_at(&spec, &mut obs, at(6));
+    assert_eq!(failover(&obs).main, "read-0");
+    // The old MAIN answers as a REPLICA; its registration left a row with no state and failed
+    // with the words every failure has before 3.5.
+    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph = MemgraphState::Replica { nodes: Some(5) };
+    rows_of(&mut obs, Instance::Read(0)).expect("rows").push(ReplicaRow {
+        name: "write".into(),
+        socket_address: names().replication_address(Instance::Write),
+        sync_mode: "sync".into(),
+        data: None,
+    });
+    let refused = |failures: i32| crate::api::ActionFailure {
+        action: "RegisterReplica write SYNC on read_0".into(),
+        subject: "replica write".into(),
+        failures,
+        since: Time(at(7)),
+        retry_after: Time(at(8)),
+        message: "refused the query: Couldn't register replica write.".into(),
+    };
+    let divergence = |obs: &Observed, when| {
+        let plan = plan(&spec, obs, when);
+        plan.status.conditions.iter().find(|c| c.type_ == "DataDivergence").map(|c| c.status.clone())
+    };
+    obs.status.failing_actions = vec![refused(1)];
+    assert_eq!(divergence(&obs, at(9)).as_deref(), Some("False"), "one refusal is no evidence");
+    obs.status.failing_actions = vec![refused(3)];
+    assert_eq!(divergence(&obs, at(9)).as_deref(), Some("True"));
+    let again = plan(&spec, &obs, at(9));
+    assert!(!kinds(&again).iter().any(|k| k.starts_with("Register write")), "{:?}", kinds(&again));
+}
