@@ -31,10 +31,20 @@ pub fn retry_delay(failures: i32) -> Duration {
 /// Longest retry delay of a label: routing is what clients feel, and a label patch is cheap.
 const LONGEST_LABEL_RETRY: Duration = Duration::from_secs(10);
 
-/// Delay before retrying `subject` after `failures` failures in a row.
-pub fn retry_delay_for(subject: &str, failures: i32) -> Duration {
+/// Longest retry delay of a promotion: it runs while no MAIN is labelled, so writes wait for
+/// it, and a demotion Memgraph refused because a commit was in flight succeeds a moment later.
+const LONGEST_PROMOTE_RETRY: Duration = Duration::from_secs(1);
+
+/// Delay before retrying `action` on `subject` after `failures` failures in a row.
+pub fn retry_delay_for(subject: &str, action: &str, failures: i32) -> Duration {
     let delay = retry_delay(failures);
-    if subject.starts_with("label ") { delay.min(LONGEST_LABEL_RETRY) } else { delay }
+    if subject.starts_with("label ") {
+        delay.min(LONGEST_LABEL_RETRY)
+    } else if action.starts_with("Promote") {
+        delay.min(LONGEST_PROMOTE_RETRY)
+    } else {
+        delay
+    }
 }
 
 /// Remove the actions (and their events) of subjects still backing off; returns those subjects.
@@ -100,7 +110,7 @@ pub fn record(
         }
         let before = old.failing_actions.iter().find(|f| f.subject == outcome.subject);
         let failures = before.map_or(1, |f| f.failures.saturating_add(1));
-        let retry = retry_delay_for(&outcome.subject, failures);
+        let retry = retry_delay_for(&outcome.subject, &outcome.action, failures);
         if failures == REPEATED {
             events.push(PlannedEvent {
                 type_: EventType::Warning,
@@ -211,8 +221,10 @@ mod tests {
         let delays: Vec<u64> = (1..=10).map(|n| retry_delay(n).as_secs()).collect();
         assert_eq!(&delays[..4], &[5, 10, 20, 40]);
         assert_eq!(delays[9], 300);
-        assert_eq!(retry_delay_for("label c-write-0", 6).as_secs(), 10, "routing is retried soon");
-        assert_eq!(retry_delay_for("replica read_1", 6).as_secs(), 160);
+        assert_eq!(retry_delay_for("label c-write-0", "Label", 6).as_secs(), 10, "routing is retried soon");
+        assert_eq!(retry_delay_for("replica read_1", "RegisterReplica read_1", 6).as_secs(), 160);
+        let promote = retry_delay_for("replica read_1", "Promote read_1 after demoting write", 6);
+        assert_eq!(promote.as_secs(), 1, "writes wait for a promotion");
     }
 
     #[test]
