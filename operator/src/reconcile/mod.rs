@@ -259,7 +259,9 @@ pub async fn reconcile<K: Kube>(
         observed.started = Some(started_at);
         observed.snapshot_running = memory.snapshots.running(&uid);
         observed.validation_running = memory.validation.running(&uid);
-        observed.validation_done = memory.validation.finished(&uid);
+        // Planned as if the probe of a MAIN replaced since it ran had not been made.
+        let main = plan::main_instance(&observed);
+        observed.validation_done = memory.validation.finished(&uid).map(|done| plan::validation::for_main(done, main));
         let mut test_id = [0u8; 16];
         clock.fill_random(&mut test_id);
         observed.fresh_test_id = crate::backup::upload::hex(&test_id);

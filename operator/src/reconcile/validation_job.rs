@@ -201,8 +201,8 @@ pub async fn run(bolt: &dyn Bolt, jobs: &ValidationJobs, clock: &dyn Clock, job:
         ping.push((name.clone(), Err("its pod is not Ready".to_owned())));
     }
     // A MAIN that did not answer its ping can only time out the probe's every query, and the
-    // pings' verdicts (the connectivity conditions) would wait for it: the probe is left for the
-    // next check, which is claimed again since this one wrote no result.
+    // pings' verdicts (the connectivity conditions) would wait for it: the probe is skipped and
+    // waits for its next turn (its claim is recorded, so it is not made again at once).
     let main_silent = |claim: &ProbeClaim| {
         let main = claim.main.status_name();
         ping.iter().any(|(name, result)| *name == main && result.is_err())

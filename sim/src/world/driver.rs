@@ -303,16 +303,10 @@ impl<'a> World<'a> {
     pub fn switch_back_requested(&mut self) {
         let names: Vec<String> = self.clusters.keys().cloned().collect();
         for cluster in names {
-            let Some(status) = self.source.cluster(&cluster).status.clone() else { continue };
-            let f = &status["failover"];
-            let key = Key::new("MemgraphCluster", NAMESPACE, &cluster);
-            let annotation = memgraph_operator::reconcile::plan::switchover::ANNOTATION;
-            let request = self
-                .api
-                .get_json(&key)
-                .and_then(|v| v["metadata"]["annotations"][annotation].as_str().map(str::to_owned));
+            let Some(object) = self.api.get_json(&Key::new("MemgraphCluster", NAMESPACE, &cluster)) else { continue };
+            let f = &object["status"]["failover"];
             // A request not yet acted on is replaced by this one.
-            let pending = request.is_some_and(|r| f["lastSwitchoverRequest"].as_str() != Some(r.as_str()));
+            let pending = super::oracles::claims::pending_switchover(&object).is_some();
             // Where the MAIN is, or is being moved to, by a switchover.
             let (kind, main) = if f["intent"].is_null() {
                 (&f["last"]["kind"], &f["main"])

@@ -514,10 +514,7 @@ impl Kube for GatedKube {
             let mut spec = object["spec"].clone();
             // Beside the spec, what else the round acts on: a pending switchover's target,
             // whose registration may change mode for it.
-            let request = object["metadata"]["annotations"][memgraph_operator::reconcile::plan::switchover::ANNOTATION]
-                .as_str()
-                .filter(|r| object["status"]["failover"]["lastSwitchoverRequest"].as_str() != Some(*r));
-            if let Some(request) = request {
+            if let Some(request) = claims::pending_switchover(&object) {
                 spec[claims::SWITCHOVER_TARGET] = serde_json::json!(request.split('/').next().unwrap_or(request));
             }
             let truth = self.gate.truth.cluster(name);

@@ -266,8 +266,7 @@ fn planned_moves(
         s.switchover_waiting = None;
         track_write_pod(p, facts, s);
     }
-    let tracked = status.clone();
-    if let Some(intent) = tracked.as_ref().and_then(|b| switch_back(p, facts, b))
+    if let Some(intent) = status.as_ref().and_then(|b| switch_back(p, facts, b))
         && let Some(s) = status.as_mut()
     {
         s.intent = Some(intent);
@@ -337,12 +336,22 @@ fn start(p: &mut Planner<'_>, facts: &Facts, c: Candidate, generation: i64, why:
 /// Promote `target`; a `from` that still answers as a MAIN is demoted first, in the same action,
 /// so the promotion happens only once it no longer takes writes.
 pub(super) fn promote(p: &mut Planner<'_>, target: Instance, from: Instance) {
-    let from_answers = p
-        .obs
-        .pods
-        .get(&from)
-        .is_some_and(|pod| pod.ready && !pod.terminating && matches!(pod.memgraph, MemgraphState::Main { .. }));
+    let from_answers = answers_as(p, from, true);
     p.push(Action::Promote { instance: target, demote: from_answers.then_some(from) });
+}
+
+/// Whether `instance`'s pod is ready and Memgraph on it answers as a MAIN (`main`) or else as a
+/// REPLICA.
+fn answers_as(p: &Planner<'_>, instance: Instance, main: bool) -> bool {
+    p.obs.pods.get(&instance).is_some_and(|pod| {
+        pod.ready
+            && !pod.terminating
+            && match pod.memgraph {
+                MemgraphState::Main { .. } => main,
+                MemgraphState::Replica { .. } => !main,
+                _ => false,
+            }
+    })
 }
 
 /// A planned switchover back to the write pod, once it has been in sync in a synchronous mode
@@ -472,9 +481,7 @@ fn advance(p: &mut Planner<'_>, facts: &Facts, seen: &[SeenReplica], intent: Fai
     // The old MAIN keeps no label while the failover runs, whatever it says.
     unlabel(p, from);
     let target_pod = p.obs.pods.get(&target);
-    let target_replica =
-        target_pod.is_some_and(|t| t.ready && !t.terminating && matches!(t.memgraph, MemgraphState::Replica { .. }));
-    if target_replica {
+    if answers_as(p, target, false) {
         promote(p, target, from);
         p.event(
             EventType::Normal,
@@ -563,12 +570,7 @@ fn advance(p: &mut Planner<'_>, facts: &Facts, seen: &[SeenReplica], intent: Fai
     }
     // A planned move demoted the old MAIN first: it answers as a REPLICA with every write it
     // acknowledged, and goes back to being the MAIN.
-    let from_replica = p
-        .obs
-        .pods
-        .get(&from)
-        .is_some_and(|pod| pod.ready && !pod.terminating && matches!(pod.memgraph, MemgraphState::Replica { .. }));
-    if intent.kind != FAILOVER_KIND && from_replica {
+    if intent.kind != FAILOVER_KIND && answers_as(p, from, false) {
         let generation = intent.generation + 1;
         promote(p, from, target);
         p.condition_event(

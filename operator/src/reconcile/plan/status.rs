@@ -94,9 +94,8 @@ pub(super) fn plan_status(p: &mut Planner<'_>, facts: &Facts, errors: &[SpecErro
     let threshold = p.spec.validation.lag_threshold_ms;
     let merged_done = p.obs.validation_done.as_ref().filter(|_| p.validation_merge);
     if let Some(done) = merged_done {
-        let done = super::validation::for_main(done, facts);
         let (merged, events) =
-            super::validation::merge(&validation, &done, &super::validation::strict_unconfirmed(facts), threshold);
+            super::validation::merge(&validation, done, &super::validation::strict_unconfirmed(facts), threshold);
         validation = merged;
         for e in events {
             p.condition_event(e.type_, e.reason, e.note);

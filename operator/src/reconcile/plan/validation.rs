@@ -222,7 +222,7 @@ pub(super) fn plan_validation(p: &mut Planner<'_>, facts: &Facts) {
     // The first connectivity result creates its conditions: worth a write of its own.
     let first_ping = !p.obs.status.conditions.iter().any(|c| c.type_ == WRITE_CONNECTIVITY);
     let significant = p.obs.validation_done.as_ref().is_some_and(|done| {
-        let merged = merge(&old, &for_main(done, facts), &unconfirmed, v.lag_threshold_ms).0;
+        let merged = merge(&old, done, &unconfirmed, v.lag_threshold_ms).0;
         (first_ping && !done.ping.is_empty()) || view(&merged, v.lag_threshold_ms) != view(&old, v.lag_threshold_ms)
     });
     p.validation_merge = p.obs.validation_done.is_some() && (claim.is_some() || significant);
@@ -285,12 +285,11 @@ fn claim(p: &Planner<'_>, facts: &Facts, old: &ValidationStatus) -> Option<Valid
     Some(ValidationClaim { at: p.now, ping, skipped, probe })
 }
 
-/// `done` without its probe if the probe wrote to an instance that is no longer the MAIN (a
-/// failover or switchover moved it while the probe ran): its replicas could not have served a
-/// write to a demoted MAIN, which says nothing of their replication.
-pub(super) fn for_main(done: &ValidationDone, facts: &Facts) -> ValidationDone {
-    let mut done = done.clone();
-    if done.probe.as_ref().is_some_and(|probe| probe.claim.main != facts.main_instance) {
+/// `done` without its probe if the probe wrote to an instance that is no longer `main`, the
+/// MAIN held now (a failover or switchover moved it while the probe ran): its replicas could
+/// not have served a write to a demoted MAIN, which says nothing of their replication.
+pub fn for_main(mut done: ValidationDone, main: Instance) -> ValidationDone {
+    if done.probe.as_ref().is_some_and(|probe| probe.claim.main != main) {
         done.probe = None;
     }
     done

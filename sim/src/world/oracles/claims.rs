@@ -102,6 +102,13 @@ pub fn status_false(truth: &ClusterTruth, cluster: &str, status: &Value, acted: 
 /// Key of the acted spec (not a spec field) naming the target of a pending switchover.
 pub const SWITCHOVER_TARGET: &str = "_switchoverTarget";
 
+/// The `memgraph.io/switchover` request of a cluster object the operator has not acted on yet.
+pub fn pending_switchover(object: &Value) -> Option<&str> {
+    object["metadata"]["annotations"][memgraph_operator::reconcile::plan::switchover::ANNOTATION]
+        .as_str()
+        .filter(|r| object["status"]["failover"]["lastSwitchoverRequest"].as_str() != Some(*r))
+}
+
 /// Why `DROP REPLICA name` drops a wanted, healthy replica registered as the acted spec asks,
 /// judged at the instant it is sent.
 pub fn drop_wrong(truth: &ClusterTruth, cluster: &str, name: &str, acted: &Value) -> Option<String> {
