@@ -99,6 +99,9 @@ pub enum RunError {
 struct Context {
     kube: KubeClient,
     bolt: Neo4rsBolt,
+    /// The health probe's own connections (see `reconcile::main_probe`): a probe waiting out
+    /// its second never holds up a reconcile's query, nor one the probe.
+    probe_bolt: Neo4rsBolt,
     backups: reconcile::backup_job::BackupContext,
     memory: Arc<reconcile::Memory>,
     failures: Mutex<BTreeMap<String, u32>>,
@@ -218,8 +221,14 @@ async fn reconcile_and_start_jobs(
     cluster: &MemgraphCluster,
     ctx: &Context,
 ) -> Result<reconcile::Outcome, ReconcileError> {
-    let bolt = ctx.bolt.clone().with_credentials(credentials(&ctx.kube, cluster).await?);
+    let credentials = credentials(&ctx.kube, cluster).await?;
+    let bolt = ctx.bolt.clone().with_credentials(credentials.clone());
     let outcome = reconcile::reconcile(cluster, &ctx.kube, &bolt, &SystemClock, &ctx.memory).await?;
+    ctx.memory.main_probes.watch(
+        &cluster.uid().unwrap_or_default(),
+        outcome.probe.clone(),
+        Arc::new(ctx.probe_bolt.clone().with_credentials(credentials)),
+    );
     if let Some(job) = outcome.validation.clone() {
         // Beside the reconciles: a slow replica must not hold up labels and status.
         let (memory, bolt) = (ctx.memory.clone(), bolt.clone());
@@ -474,6 +483,7 @@ async fn reconcile_until(client: &Client, config: &RunConfig, metrics: Arc<Metri
     let ctx = Arc::new(Context {
         kube: KubeClient::new(client.clone(), config.instance.clone()),
         bolt: Neo4rsBolt::new(config.timeouts),
+        probe_bolt: Neo4rsBolt::new(config.timeouts),
         backups: backup_context(),
         memory: Arc::default(),
         failures: Mutex::new(BTreeMap::new()),
@@ -487,12 +497,29 @@ async fn reconcile_until(client: &Client, config: &RunConfig, metrics: Arc<Metri
     };
     let mut stores = Vec::new();
     let mut running = Vec::new();
+    // The health probe wakes a cluster's reconcile when its MAIN stops answering; every scope's
+    // controller hears it (one outside the cluster's scope finds nothing to reconcile).
+    let mut wakes = Vec::new();
     for namespace in scopes {
         tracing::info!(namespace = namespace.unwrap_or("<all>"), "watching MemgraphClusters");
-        let controller = Controller::new(api::<MemgraphCluster>(client, namespace), watcher::Config::default());
+        let (wake, woken) = futures::channel::mpsc::unbounded::<ObjectRef<MemgraphCluster>>();
+        wakes.push(wake);
+        let controller =
+            Controller::new(api::<MemgraphCluster>(client, namespace), watcher::Config::default()).reconcile_on(woken);
         stores.push(controller.store());
         running.push(controllers(client, namespace, controller, ctx.clone(), shutdown.clone()).boxed());
     }
+    let memory = ctx.memory.clone();
+    ctx.start_job(async move {
+        let clock = SystemClock;
+        reconcile::main_probe::run(&memory.main_probes, &clock, |target| {
+            let cluster = ObjectRef::<MemgraphCluster>::new(&target.name).within(&target.namespace);
+            for wake in &wakes {
+                let _ = wake.unbounded_send(cluster.clone());
+            }
+        })
+        .await;
+    });
     let pruning = tokio::spawn(forget_deleted(stores, metrics));
     futures::future::join_all(running).await;
     ctx.stop_jobs();

@@ -197,6 +197,9 @@ pub async fn write_status<K: Kube>(
             c.last_transition_time = stored.last_transition_time.clone();
         }
     }
+    if let Some(failover) = status.failover.as_mut() {
+        super::plan::failover::keep_stored_seen(failover, obs.status.failover.as_ref());
+    }
     let mut events = failures::record(&mut status, &obs.status, outcomes, |s| held.iter().any(|h| h == s), clock.now());
     if let Some(done) = finished {
         events.extend(merge_snapshot(&mut status, done, clock.now()));

@@ -4,6 +4,7 @@ pub mod act;
 pub mod backup_job;
 pub mod desired;
 pub mod guard;
+pub mod main_probe;
 pub mod measure;
 pub mod observe;
 pub mod observed;
@@ -70,6 +71,9 @@ pub struct Outcome {
     pub measurements: Vec<measure::Measurement>,
     /// The status as written (or as stored when nothing needed writing), for metrics.
     pub status: Option<crate::api::MemgraphClusterStatus>,
+    /// The MAIN to probe from now on: the caller hands it to
+    /// [`main_probe::MainProbes::watch`] with the cluster's credentials.
+    pub probe: main_probe::ProbeWanted,
 }
 
 impl Outcome {
@@ -83,6 +87,7 @@ impl Outcome {
             validation: None,
             measurements: Vec::new(),
             status: None,
+            probe: main_probe::ProbeWanted::Keep,
         }
     }
 }
@@ -114,6 +119,8 @@ pub struct Memory {
     pub validation: validation_job::ValidationJobs,
     /// Node counts of replicas while the MAIN cannot report on them.
     pub progress: progress::Progress,
+    /// The MAINs probed every second beside the reconciles (see [`main_probe`]).
+    pub main_probes: main_probe::MainProbes,
 }
 
 impl Memory {
@@ -154,6 +161,21 @@ fn validation_recorded(status: &crate::api::MemgraphClusterStatus, claim: &plan:
         [&v.last_connectivity_test, &v.last_replication_test, &v.last_lag_measurement]
             .into_iter()
             .any(|t| t.as_ref().map(|t| t.0) == at)
+    })
+}
+
+/// The MAIN to probe after a reconcile that wrote `status`: the one it holds, while failover is
+/// on (only a failover acts on what the probe finds).
+fn probe_wanted(observed: &observed::Observed, status: &crate::api::MemgraphClusterStatus) -> main_probe::ProbeWanted {
+    if !observed.spec.failover.enabled || observed.cluster.deleting {
+        return main_probe::ProbeWanted::Stop;
+    }
+    let instance = plan::main_instance_in(status);
+    main_probe::ProbeWanted::Probe(main_probe::ProbeTarget {
+        namespace: observed.cluster.namespace.clone(),
+        name: observed.cluster.name.clone(),
+        instance,
+        address: observed_names(observed).bolt_address(instance),
     })
 }
 
@@ -255,7 +277,9 @@ pub async fn reconcile<K: Kube>(
         let uid = current.uid().unwrap_or_default();
         let stored_now = stored.take().unwrap_or_else(|| current.status.clone().unwrap_or_default());
         let started_at = clock.now();
-        let mut observed = observe(kube, bolt, &current).instrument(tracing::info_span!("observe")).await?;
+        let held = current.status.as_ref().map_or(crate::names::Instance::Write, plan::main_instance_in);
+        let probe = memory.main_probes.view(&uid, held);
+        let mut observed = observe(kube, bolt, &current, probe).instrument(tracing::info_span!("observe")).await?;
         observed.started = Some(started_at);
         observed.snapshot_running = memory.snapshots.running(&uid);
         observed.validation_running = memory.validation.running(&uid);
@@ -381,6 +405,7 @@ pub async fn reconcile<K: Kube>(
             if failed_now {
                 requeue_after = requeue_after.min(plan::failures::retry_delay(1));
             }
+            let probe = probe_wanted(&observed, &status);
             return Ok(Outcome {
                 requeue_after,
                 rounds: round,
@@ -389,6 +414,7 @@ pub async fn reconcile<K: Kube>(
                 validation,
                 measurements,
                 status: Some(status),
+                probe,
             });
         }
         if !changed {

@@ -80,14 +80,17 @@ fn pod_state(pod: &Pod) -> PodState {
     }
 }
 
-async fn ask(
+/// The MAIN's `SHOW REPLICAS`, asked once every role is known: a probe that waits out its
+/// timeout on a hung instance must not leave the registrations read seconds before the plan acts
+/// on them (a replica stuck then may be healthy by the end of the look).
+async fn rows_of(
     bolt: &dyn Bolt,
     address: &str,
-    role_within: std::time::Duration,
+    role: Result<Role, String>,
     rows_within: std::time::Duration,
 ) -> MemgraphState {
-    match memgraph::replication_role_within(bolt, address, role_within).await {
-        Err(e) => MemgraphState::Unreachable(e.to_string()),
+    match role {
+        Err(e) => MemgraphState::Unreachable(e),
         Ok(Role::Replica) => MemgraphState::Replica { nodes: None },
         Ok(Role::Main) => {
             let replicas = memgraph::show_replicas_within(bolt, address, rows_within).await.map_err(|e| e.to_string());
@@ -96,14 +99,17 @@ async fn ask(
     }
 }
 
-/// Probe timeout for an instance a failover is about to replace or is replacing.
-pub const SUSPECT_PROBE: std::time::Duration = std::time::Duration::from_secs(2);
+/// Probe timeout for an instance a failover is about to replace or is replacing: the health
+/// probe's (a healthy Memgraph answers its role in milliseconds), since every round of the
+/// failover waits on it.
+pub const SUSPECT_PROBE: std::time::Duration = crate::reconcile::main_probe::PROBE_TIMEOUT;
 
-/// Observe a cluster.
+/// Observe a cluster; `probe` is what the health probe found about the MAIN its status holds.
 pub async fn observe<K: Kube>(
     kube: &K,
     bolt: &dyn Bolt,
     cluster: &MemgraphCluster,
+    probe: crate::reconcile::main_probe::ProbeView,
 ) -> Result<Observed, ReconcileError> {
     let meta = cluster_meta(cluster);
     let names = ClusterNames::new(meta.name.clone(), meta.namespace.clone());
@@ -165,19 +171,27 @@ pub async fn observe<K: Kube>(
         .collect();
     let version = crate::version::MemgraphVersion::from_image(&spec.write.image);
     let rows_within = memgraph::show_replicas_timeout(bolt, version);
-    // An instance already found down is asked with a shorter timeout: a failover waits on it
-    // otherwise, every round, for the full probe timeout.
+    // An instance already found down (by a look, or by the health probe) is asked with a
+    // shorter timeout: a failover waits on it otherwise, every round, for the full probe timeout.
     let suspect = |instance: Instance| {
-        status.failover.as_ref().is_some_and(|f| {
-            f.intent.as_ref().is_some_and(|i| i.from == instance.status_name())
-                || (f.main_down_since.is_some() && instance == held_as_main)
-        })
+        (instance == held_as_main && probe.failing_since.is_some())
+            || status.failover.as_ref().is_some_and(|f| {
+                f.intent.as_ref().is_some_and(|i| i.from == instance.status_name())
+                    || (f.main_down_since.is_some() && instance == held_as_main)
+            })
     };
-    let probe = bolt.timeouts().probe;
-    let answers = futures::future::join_all(asked.iter().map(|(instance, address)| {
-        let role_within = if suspect(*instance) { probe.min(SUSPECT_PROBE) } else { probe };
-        ask(bolt, address, role_within, rows_within)
+    let probe_timeout = bolt.timeouts().probe;
+    let roles = futures::future::join_all(asked.iter().map(|(instance, address)| {
+        let role_within = if suspect(*instance) { probe_timeout.min(SUSPECT_PROBE) } else { probe_timeout };
+        memgraph::replication_role_within(bolt, address, role_within)
     }))
+    .await;
+    let answers = futures::future::join_all(
+        asked
+            .iter()
+            .zip(roles)
+            .map(|((_, address), role)| rows_of(bolt, address, role.map_err(|e| e.to_string()), rows_within)),
+    )
     .await;
     for ((instance, _), answer) in asked.into_iter().zip(answers) {
         if let Some(pod) = pods.get_mut(&instance) {
@@ -234,5 +248,6 @@ pub async fn observe<K: Kube>(
         fresh_agent_key: String::new(),
         stalls: BTreeMap::new(),
         started: None,
+        probe,
     })
 }

@@ -172,4 +172,6 @@ pub struct Observed {
     /// When this observation started (set by the reconcile): an instance whose probe failed
     /// has not answered since then.
     pub started: Option<k8s_openapi::jiff::Timestamp>,
+    /// What the health probe beside the reconciles found about the MAIN held in status.
+    pub probe: crate::reconcile::main_probe::ProbeView,
 }

@@ -84,13 +84,17 @@ impl Bolt for TurmoilBolt {
         let Ok(mut guard) = tokio::time::timeout(timeout, slot.lock()).await else {
             return Err(BoltError::Timeout { address: address.to_owned(), seconds: timeout.as_secs() });
         };
-        let timeout = timeout.saturating_sub(started.elapsed());
+        let deadline = timeout;
+        let timeout = deadline.saturating_sub(started.elapsed());
         if guard.is_none() {
             let connect = async {
                 let stream = turmoil::net::TcpStream::connect(address.to_owned()).await.map_err(ClientError::from)?;
                 Client::connect(stream, None).await
             };
-            match tokio::time::timeout(self.timeouts.connect, connect).await {
+            // Connecting counts against the query's time too, as in the production driver,
+            // where the whole exchange runs under the query's deadline.
+            let connect_within = self.timeouts.connect.min(timeout);
+            match tokio::time::timeout(connect_within, connect).await {
                 Ok(Ok(client)) => *guard = Some(client),
                 Ok(Err(e)) => {
                     return Err(BoltError::Unreachable { address: address.to_owned(), message: e.to_string() });
@@ -103,6 +107,7 @@ impl Bolt for TurmoilBolt {
                 }
             }
         }
+        let timeout = deadline.saturating_sub(started.elapsed());
         let Some(client) = guard.as_mut() else {
             return Err(BoltError::Unreachable { address: address.to_owned(), message: "no connection".to_owned() });
         };

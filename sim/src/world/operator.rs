@@ -31,6 +31,7 @@ use memgraph_operator::leader::{
 use memgraph_operator::memgraph::{Bolt, BoltError, BoltValue, QueryResult, Timeouts};
 use memgraph_operator::names::{LABEL_INSTANCE, LABEL_ROLE};
 use memgraph_operator::reconcile::guard::guard;
+use memgraph_operator::reconcile::main_probe;
 use memgraph_operator::reconcile::snapshot_job::run as run_snapshot;
 use memgraph_operator::reconcile::validation_job::run as run_validation;
 use memgraph_operator::reconcile::{Memory, reconcile};
@@ -100,6 +101,8 @@ pub enum Trigger {
     Change,
     /// Only notifications of the operator's own writes.
     OwnWrite,
+    /// The health probe found the MAIN silent.
+    Probe,
 }
 
 /// One reconcile.
@@ -830,6 +833,20 @@ async fn operate(
     let mut missed = false;
     // Tasks started beside the reconciles (route guard, checks, snapshots), stopped on SIGTERM.
     let tasks: Tasks = Arc::default();
+    // The MAIN health probe, on connections of its own as in production.
+    let probe_bolt: Arc<dyn Bolt> =
+        Arc::new(GatedBolt { inner: TurmoilBolt::new(Timeouts::default()), gate: gate.clone() });
+    let (wake_tx, mut wake_rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+    {
+        let (memory, clock) = (memory.clone(), clock.clone());
+        let probe = tokio::task::spawn_local(async move {
+            main_probe::run(&memory.main_probes, &clock, |t| {
+                let _ = wake_tx.send((t.namespace, t.name));
+            })
+            .await;
+        });
+        keep(&tasks, probe.abort_handle());
+    }
     for (key, _) in api.all_of_kind("MemgraphCluster") {
         queue.trigger((key.namespace, key.name), Duration::ZERO, Trigger::Start);
     }
@@ -848,10 +865,12 @@ async fn operate(
         let wait = next.map_or(Duration::from_secs(3600), |at| at.saturating_sub(now));
         let mut triggered = Vec::new();
         let mut finished = Vec::new();
+        let mut woken = Vec::new();
         if !wait.is_zero() {
             tokio::select! {
                 biased;
                 done = done_rx.recv() => finished.extend(done),
+                wake = wake_rx.recv() => woken.extend(wake),
                 () = gate.stop.notified(), if !terminating => {}
                 change = changes.recv() => triggered.push(change),
                 () = tokio::time::sleep(wait) => {}
@@ -859,6 +878,9 @@ async fn operate(
         }
         while let Ok(done) = done_rx.try_recv() {
             finished.push(done);
+        }
+        while let Ok(wake) = wake_rx.try_recv() {
+            woken.push(wake);
         }
         loop {
             match changes.try_recv() {
@@ -892,6 +914,9 @@ async fn operate(
                 }
             };
             queue.trigger(done.key, at, trigger);
+        }
+        for key in woken {
+            queue.trigger(key, now, Trigger::Probe);
         }
         for change in triggered {
             match change {
@@ -945,9 +970,10 @@ async fn operate(
                 cluster: key.1.clone(),
                 trigger,
             });
-            let (kube, bolt, memory, clock, gate, done_tx, backups, tasks) = (
+            let (kube, bolt, probe_bolt, memory, clock, gate, done_tx, backups, tasks) = (
                 kube.clone(),
                 bolt.clone(),
+                probe_bolt.clone(),
                 memory.clone(),
                 clock.clone(),
                 gate.clone(),
@@ -959,6 +985,10 @@ async fn operate(
                 let ok = match kube.get::<MemgraphCluster>(&key.0, &key.1).await {
                     Ok(Some(cluster)) => {
                         let result = reconcile(&cluster, kube.as_ref(), bolt.as_ref(), &clock, &memory).await;
+                        if let Ok(outcome) = &result {
+                            let uid = cluster.metadata.uid.clone().unwrap_or_default();
+                            memory.main_probes.watch(&uid, outcome.probe.clone(), probe_bolt);
+                        }
                         if let Ok(Some(job)) = result.as_ref().map(|o| o.validation.clone()) {
                             let (bolt, memory, clock, gate) =
                                 (bolt.clone(), memory.clone(), clock.clone(), gate.clone());

@@ -33,6 +33,7 @@ use crate::api::{
 use crate::kube_api::EventType;
 use crate::memgraph::ReplicaStatus;
 use crate::names::{Instance, ROLE_MAIN};
+use crate::reconcile::main_probe::ProbeView;
 use crate::reconcile::observed::{MemgraphState, Observed};
 
 /// Least time between the look that found the MAIN down and the one that confirms it.
@@ -76,8 +77,25 @@ fn detect(p: &Planner<'_>, facts: &Facts, before: Option<&FailoverStatus>) -> Op
     if !down {
         return None;
     }
-    // It has not answered since this observation began.
-    Some(before.and_then(|f| f.main_down_since.as_ref()).map_or(p.obs.started.unwrap_or(p.now), |t| t.0))
+    Some(down_since(
+        before.and_then(|f| f.main_down_since.as_ref()).map(|t| t.0),
+        p.obs.probe,
+        p.obs.started.unwrap_or(p.now),
+    ))
+}
+
+/// Since when a MAIN this look found down has not answered: since the look began, or the
+/// first unanswered health probe if earlier, or what the status recorded; but never from
+/// before an answer (a blip the reconciles missed and the probe saw restarts the count).
+fn down_since(recorded: Option<Timestamp>, probe: ProbeView, look: Timestamp) -> Timestamp {
+    let seen = match (recorded, probe.failing_since) {
+        (Some(r), Some(f)) => r.min(f),
+        (r, f) => r.or(f).unwrap_or(look).min(look),
+    };
+    match probe.last_answer {
+        Some(answer) if answer >= seen => probe.failing_since.unwrap_or(look).min(look).max(answer),
+        _ => seen,
+    }
 }
 
 /// The delay after which a down MAIN is failed over.
@@ -661,4 +679,19 @@ pub(super) fn record_seen(p: &Planner<'_>, facts: &Facts, status: &mut FailoverS
     }
     seen.sort_by(|a, b| a.name.cmp(&b.name));
     status.seen = seen;
+}
+
+/// Judge `status.failover.seen` against the stored status, not the previous round's: an entry
+/// whose mode and state are as stored stays as stored (the rounds of one reconcile may pass
+/// through a state that is never written, and a blip seen and gone within one reconcile is no
+/// change to record).
+pub fn keep_stored_seen(status: &mut FailoverStatus, stored: Option<&FailoverStatus>) {
+    let Some(stored) = stored else { return };
+    for entry in &mut status.seen {
+        if let Some(old) =
+            stored.seen.iter().find(|o| o.name == entry.name && o.mode == entry.mode && o.state == entry.state)
+        {
+            *entry = old.clone();
+        }
+    }
 }

@@ -47,6 +47,8 @@ pub const ROUTE_GRACE: Duration = Duration::from_secs(3);
 /// to report on it, before its label goes. A healthy replica follows within milliseconds; the
 /// grace spans at least two looks, so one count taken mid-transaction is not enough.
 pub const STALL_GRACE: Duration = Duration::from_secs(10);
+/// Least requeue for work due now or already overdue (no busy loop).
+const MIN_REQUEUE_MS: u64 = 250;
 /// Requeue while the cluster is converging.
 pub const REQUEUE_BUSY: Duration = Duration::from_secs(5);
 /// Upper bound on the requeue of a healthy cluster. `SHOW REPLICAS` is the only way to see a
@@ -373,8 +375,10 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
     let busy = !converged || p.actions.iter().any(|a| !matches!(a, Action::Event(_)));
     let mut requeue_after = if busy { REQUEUE_BUSY } else { idle_requeue(spec) };
     if let Some(due) = p.next_due {
-        let until = due.duration_since(now).as_secs().max(1) as u64;
-        requeue_after = requeue_after.min(Duration::from_secs(until));
+        // To the millisecond: a look due in 1.9 s that came after 1 s would find it not due yet
+        // and wait another round (a failover's confirming look is one).
+        let until = u64::try_from(due.duration_since(now).as_millis()).unwrap_or(0).max(MIN_REQUEUE_MS);
+        requeue_after = requeue_after.min(Duration::from_millis(until));
     }
     let settling = facts.main.rows().is_some()
         && facts
@@ -396,15 +400,10 @@ pub fn plan(spec: &MemgraphClusterSpec, obs: &Observed, now: Timestamp) -> Plan 
 }
 
 fn idle_requeue(spec: &MemgraphClusterSpec) -> Duration {
+    // With failover on, a lost MAIN is noticed by the health probe beside the reconciles
+    // (`main_probe`), which wakes the reconcile: the idle poll need not be the detection delay.
     let connectivity = u64::try_from(spec.validation.connectivity_interval_seconds).unwrap_or(30).max(1);
-    let idle = REQUEUE_IDLE.min(Duration::from_secs(connectivity));
-    // With failover on, a lost MAIN is noticed within the detection delay, not the idle poll.
-    if spec.failover.enabled {
-        let delay = u64::try_from(spec.failover.detection_delay_seconds).unwrap_or(5).max(1);
-        idle.min(Duration::from_secs(delay))
-    } else {
-        idle
-    }
+    REQUEUE_IDLE.min(Duration::from_secs(connectivity))
 }
 
 /// Deletion: drop the registrations while the MAIN can still be reached, then let go. Owned

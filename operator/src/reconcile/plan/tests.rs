@@ -121,6 +121,7 @@ fn fresh(replicas: i32) -> (MemgraphClusterSpec, Observed) {
         fresh_agent_key: "ab".repeat(32),
         stalls: BTreeMap::new(),
         started: None,
+        probe: Default::default(),
     };
     (spec, obs)
 }

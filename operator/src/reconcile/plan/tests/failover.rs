@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::api::FailoverStatus;
+use crate::reconcile::main_probe::ProbeView;
 
 fn at(secs: i64) -> Timestamp {
     now().checked_add(std::time::Duration::from_secs(u64::try_from(secs).unwrap_or(0))).expect("time")
@@ -90,6 +91,35 @@ fn a_blip_shorter_than_the_delay_promotes_nothing() {
     assert_eq!(failover(&obs).main_down_since, None);
     let after = plan(&spec, &obs, at(30));
     assert!(!kinds(&after).iter().any(|k| k.starts_with("Promote")));
+}
+
+#[test]
+fn the_delay_counts_from_the_health_probes_first_unanswered_probe() {
+    let (spec, mut obs) = sync_cluster(2);
+    lose_write_pod(&mut obs);
+    // The probe beside the reconciles found the MAIN silent 3 s before this look.
+    obs.probe = ProbeView { failing_since: Some(now()), last_answer: None };
+    let first = plan(&spec, &obs, at(3));
+    assert!(!kinds(&first).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&first));
+    assert_eq!(first.requeue_after, std::time::Duration::from_secs(2), "the confirming look comes when the delay ends");
+    apply(&spec, &mut obs, &first);
+    assert_eq!(failover(&obs).main_down_since.map(|t| t.0), Some(now()));
+    let confirm = plan(&spec, &obs, at(5));
+    assert!(kinds(&confirm).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&confirm));
+}
+
+#[test]
+fn an_answer_to_the_health_probe_restarts_the_count() {
+    let (spec, mut obs) = write_pod_found_down();
+    assert_eq!(failover(&obs).main_down_since.map(|t| t.0), Some(now()));
+    // Between two looks the MAIN answered a probe at 3 s and went silent again at 4 s.
+    obs.probe = ProbeView { failing_since: Some(at(4)), last_answer: Some(at(3)) };
+    let early = plan(&spec, &obs, at(6));
+    assert!(!kinds(&early).iter().any(|k| k.starts_with("Promote")), "silent for 2 s only: {:?}", kinds(&early));
+    apply(&spec, &mut obs, &early);
+    assert_eq!(failover(&obs).main_down_since.map(|t| t.0), Some(at(4)));
+    let due = plan(&spec, &obs, at(9));
+    assert!(kinds(&due).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&due));
 }
 
 fn obs_rows(obs: &Observed) -> Vec<ReplicaRow> {
