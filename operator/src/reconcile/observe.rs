@@ -80,24 +80,28 @@ fn pod_state(pod: &Pod) -> PodState {
     }
 }
 
-/// The MAIN's `SHOW REPLICAS`, asked once every role is known: a probe that waits out its
-/// timeout on a hung instance must not leave the registrations read seconds before the plan acts
-/// on them (a replica stuck then may be healthy by the end of the look).
-async fn rows_of(
+async fn ask(
     bolt: &dyn Bolt,
     address: &str,
-    role: Result<Role, String>,
+    role_within: std::time::Duration,
     rows_within: std::time::Duration,
-) -> MemgraphState {
-    match role {
-        Err(e) => MemgraphState::Unreachable(e),
+) -> (MemgraphState, tokio::time::Instant) {
+    let state = match memgraph::replication_role_within(bolt, address, role_within).await {
+        Err(e) => MemgraphState::Unreachable(e.to_string()),
         Ok(Role::Replica) => MemgraphState::Replica { nodes: None },
         Ok(Role::Main) => {
             let replicas = memgraph::show_replicas_within(bolt, address, rows_within).await.map_err(|e| e.to_string());
             MemgraphState::Main { replicas: Some(replicas), nodes: None }
         }
-    }
+    };
+    (state, tokio::time::Instant::now())
 }
+
+/// How old the MAIN's `SHOW REPLICAS` may be when the last instance has answered (or timed
+/// out) before it is read again: the plan acts on the registrations as they are at the end of
+/// the look, not as they were before a hung instance's timeout (a replica stuck then may be
+/// healthy by now, and dropping it would be wrong).
+const ROWS_FRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Probe timeout for an instance a failover is about to replace or is replacing: the health
 /// probe's (a healthy Memgraph answers its role in milliseconds), since every round of the
@@ -181,18 +185,24 @@ pub async fn observe<K: Kube>(
             })
     };
     let probe_timeout = bolt.timeouts().probe;
-    let roles = futures::future::join_all(asked.iter().map(|(instance, address)| {
+    let answered = futures::future::join_all(asked.iter().map(|(instance, address)| {
         let role_within = if suspect(*instance) { probe_timeout.min(SUSPECT_PROBE) } else { probe_timeout };
-        memgraph::replication_role_within(bolt, address, role_within)
+        ask(bolt, address, role_within, rows_within)
     }))
     .await;
-    let answers = futures::future::join_all(
-        asked
-            .iter()
-            .zip(roles)
-            .map(|((_, address), role)| rows_of(bolt, address, role.map_err(|e| e.to_string()), rows_within)),
-    )
-    .await;
+    // The held MAIN's registrations, read again when a slower instance kept the look going.
+    let mut answers: Vec<MemgraphState> = Vec::with_capacity(answered.len());
+    for ((state, at), (instance, address)) in answered.into_iter().zip(&asked) {
+        let stale = *instance == held_as_main && at.elapsed() > ROWS_FRESH;
+        answers.push(match state {
+            MemgraphState::Main { replicas: Some(Ok(_)), nodes } if stale => {
+                let replicas =
+                    memgraph::show_replicas_within(bolt, address, rows_within).await.map_err(|e| e.to_string());
+                MemgraphState::Main { replicas: Some(replicas), nodes }
+            }
+            other => other,
+        });
+    }
     for ((instance, _), answer) in asked.into_iter().zip(answers) {
         if let Some(pod) = pods.get_mut(&instance) {
             pod.memgraph = answer;

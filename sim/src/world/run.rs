@@ -303,6 +303,10 @@ pub fn run(config: &RunConfig) -> RunReport {
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(Duration::from_millis(2))
         .rng_seed(config.seed)
+        // A listen backlog like Linux's default (somaxconn 4096): a link held for minutes
+        // delivers every connection attempt made across it at once when it heals (the health
+        // probe makes one a second), which turmoil's default of 64 turns into a panic.
+        .tcp_capacity(4096)
         .build();
     api.create(serde_json::json!({
         "apiVersion": "v1",
