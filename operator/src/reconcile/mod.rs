@@ -164,6 +164,19 @@ fn validation_recorded(status: &crate::api::MemgraphClusterStatus, claim: &plan:
     })
 }
 
+/// The plan's actions split into the `main` label that completes a failover (run once the status
+/// recording the completion is written) and the rest.
+fn split_completing_label(stored: &crate::api::MemgraphClusterStatus, plan: &plan::Plan) -> (Vec<Action>, Vec<Action>) {
+    let pending = |s: &crate::api::MemgraphClusterStatus| s.failover.as_ref().is_some_and(|f| f.intent.is_some());
+    if !pending(stored) || pending(&plan.status) {
+        return (Vec::new(), plan.actions.clone());
+    }
+    plan.actions
+        .iter()
+        .cloned()
+        .partition(|a| matches!(a, Action::Label { role: Some(r), .. } if r == crate::names::ROLE_MAIN))
+}
+
 /// The MAIN to probe after a reconcile that wrote `status`: the one it holds, while failover is
 /// on (only a failover acts on what the probe finds).
 fn probe_wanted(observed: &observed::Observed, status: &crate::api::MemgraphClusterStatus) -> main_probe::ProbeWanted {
@@ -337,10 +350,14 @@ pub async fn reconcile<K: Kube>(
             }
         }
         let changed = plan.actions.iter().any(Action::changes_replication);
+        // A round that completes a failover is the last: its `main` label goes on only after
+        // the status recording the completion (see `split_completing_label`).
+        let completes = !split_completing_label(&stored_now, &plan).0.is_empty();
         let last = round >= MAX_ROUNDS
             || !(changed || plan.settling)
             || started.elapsed() > SETTLE_BUDGET
-            || plan.record_first;
+            || plan.record_first
+            || completes;
         if !last {
             let report =
                 act(kube, bolt, &observed, &plan.actions, Phase::All).instrument(tracing::info_span!("act")).await;
@@ -349,7 +366,11 @@ pub async fn reconcile<K: Kube>(
         } else {
             // Labels and objects, then the status, then the replication commands, which may
             // wait seconds on Memgraph: what clients and people see is never held up by them.
-            let report = act(kube, bolt, &observed, &plan.actions, Phase::Kubernetes)
+            // The `main` label that completes a failover waits for the status that records it
+            // complete: with the label on and the intent still in status, a crash between the
+            // two left a MAIN that took writes and a failover a later reconcile could roll back.
+            let (after_status, before_status) = split_completing_label(&stored_now, &plan);
+            let report = act(kube, bolt, &observed, &before_status, Phase::Kubernetes)
                 .instrument(tracing::info_span!("act"))
                 .await;
             executed += report.executed;
@@ -380,10 +401,15 @@ pub async fn reconcile<K: Kube>(
             {
                 memory.validation.written(&uid, done.claimed);
             }
-            let commands = act(kube, bolt, &observed, &plan.actions, Phase::Replication)
+            let labelled = act(kube, bolt, &observed, &after_status, Phase::Kubernetes)
+                .instrument(tracing::info_span!("act", phase = "main label"))
+                .await;
+            executed += labelled.executed;
+            let mut commands = act(kube, bolt, &observed, &plan.actions, Phase::Replication)
                 .instrument(tracing::info_span!("act", phase = "replication"))
                 .await;
             executed += commands.executed;
+            commands.outcomes.extend(labelled.outcomes);
             let failed_now = outcomes.iter().chain(&commands.outcomes).any(|o| o.error.is_some());
             executed += write_replication_outcomes(kube, &observed, &status, &commands.outcomes, clock).await?;
             let snapshot = start_job(kube, memory, &observed, &status, tick, &uid).await;

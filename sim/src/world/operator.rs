@@ -585,7 +585,7 @@ impl Kube for GatedKube {
         let role = labels.get(LABEL_ROLE).cloned().flatten();
         self.gate.record_write(&cluster, format!("label {pod} {role:?}"), false);
         if let Some(role) = &role {
-            self.gate.judge(&cluster, |truth, _| claims::label_false(truth, &cluster, pod, role));
+            self.gate.judge(&cluster, |truth, acted| claims::label_false(truth, &cluster, pod, role, acted));
         }
         let result = self.inner.as_operator(self.inner.patch_pod_labels(namespace, pod, uid, labels)).await;
         self.gate.wrote();

@@ -189,6 +189,9 @@ pub struct RunConfig {
     pub clusters: Option<usize>,
     /// Draw the run as a picture.
     pub picture: bool,
+    /// Turn failover on in half the clusters whatever the fault classes (by default only runs
+    /// that may draw a class aimed at the MAIN do).
+    pub failover_everywhere: bool,
 }
 
 impl Default for RunConfig {
@@ -203,6 +206,7 @@ impl Default for RunConfig {
             schedule: None,
             clusters: None,
             picture: false,
+            failover_everywhere: false,
         }
     }
 }
@@ -294,7 +298,8 @@ pub fn run(config: &RunConfig) -> RunReport {
     clusters::draw_backups(&mut rng.fork(5), &mut setups);
     // A stream of its own, not a fork of the run's (a fork advances it, and every seed's run,
     // the regression seeds' among them, would change).
-    clusters::draw_failover(&mut Rng::new(config.seed ^ 0x6661_696c_6f76_6572), &mut setups, &config.classes);
+    let aimed = config.failover_everywhere || config.classes.iter().any(|c| FaultClass::FAILOVER.contains(c));
+    clusters::draw_failover(&mut Rng::new(config.seed ^ 0x6661_696c_6f76_6572), &mut setups, aimed);
     let clock = SimClock::default();
     let api = ApiServer::new(Arc::new(clock.clone()));
     let sim = turmoil::Builder::new()

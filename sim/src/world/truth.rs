@@ -136,10 +136,15 @@ impl ClusterTruth {
     /// The instances that should be replicas: the wanted read pods and, after a failover, the
     /// write pod; never the MAIN.
     pub fn replica_instances(&self, cluster: &str) -> Vec<Instance> {
+        self.replica_instances_of(cluster, None)
+    }
+
+    /// [`Self::replica_instances`] for `desired` read replicas (the spec's when `None`).
+    pub fn replica_instances_of(&self, cluster: &str, desired: Option<u32>) -> Vec<Instance> {
         let names = ClusterNames::new(cluster, NAMESPACE);
         let main = self.main_pod(cluster);
         std::iter::once(Instance::Write)
-            .chain((0..self.desired()).map(Instance::Read))
+            .chain((0..desired.unwrap_or_else(|| self.desired())).map(Instance::Read))
             .filter(|i| names.pod(*i) != main)
             .collect()
     }

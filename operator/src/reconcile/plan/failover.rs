@@ -376,13 +376,20 @@ fn answers_as(p: &Planner<'_>, instance: Instance, main: bool) -> bool {
 /// for `switchBackAfterSeconds` (as the MAIN's last report, kept in `seen`, says) and answers
 /// as a REPLICA now: every acknowledged write is on it, and the current MAIN is demoted before
 /// it is promoted, so none can be lost.
+/// Whether the MAIN is to move back to the write pod once it has caught up: switch back is on,
+/// a read pod is the MAIN, and a failover (not a requested switchover, which stays) put it there.
+pub fn switch_back_wanted(spec: &crate::api::MemgraphClusterSpec, obs: &Observed) -> bool {
+    let f = &spec.failover;
+    let last = obs.status.failover.as_ref().and_then(|s| s.last.as_ref());
+    f.enabled
+        && f.switch_back
+        && super::facts::main_instance(obs) != Instance::Write
+        && last.is_none_or(|l| l.kind == FAILOVER_KIND)
+}
+
 fn switch_back(p: &mut Planner<'_>, facts: &Facts, before: &FailoverStatus) -> Option<FailoverIntent> {
     let f = &p.spec.failover;
-    if !f.enabled || !f.switch_back || facts.main_instance == Instance::Write || !facts.main.verified() {
-        return None;
-    }
-    // Only a failover is undone: a MAIN chosen with a switchover request stays.
-    if before.last.as_ref().is_some_and(|l| l.kind != FAILOVER_KIND) {
+    if !switch_back_wanted(p.spec, p.obs) || !facts.main.verified() {
         return None;
     }
     let write = facts.replicas.get(&Instance::Write).filter(|r| r.ready_replica && r.in_sync && r.mode_ok)?;

@@ -36,6 +36,13 @@ pub(super) fn plan_labels(p: &mut Planner<'_>, facts: &Facts) {
             _ => None,
         })
         .collect();
+    // `main` goes on only once no other pod is seen carrying it: a removal planned beside it may
+    // fail (an admission policy refusing the patch), and two pods would then take writes.
+    let main_elsewhere = p
+        .obs
+        .pods
+        .iter()
+        .any(|(instance, pod)| *instance != facts.main_instance && pod.role_label.as_deref() == Some(ROLE_MAIN));
     let mut removals = Vec::new();
     let mut additions = Vec::new();
     for (instance, pod) in &p.obs.pods {
@@ -45,6 +52,11 @@ pub(super) fn plan_labels(p: &mut Planner<'_>, facts: &Facts) {
             (facts.replicas.get(instance).map_or(Route::No, |r| r.route), ROLE_REPLICA)
         };
         let route = if route == Route::Yes && touched.contains(instance) { Route::Unknown } else { route };
+        let route = if role == ROLE_MAIN && main_elsewhere && pod.role_label.as_deref() != Some(ROLE_MAIN) {
+            Route::Unknown
+        } else {
+            route
+        };
         // A label verified on an earlier container of the pod says nothing about this one.
         let stamped = pod.verified_restarts == Some(pod.restarts);
         let wanted = match route {

@@ -35,16 +35,19 @@ pub fn requested_target(obs: &crate::reconcile::observed::Observed) -> Option<In
     pending(obs).and_then(|v| Instance::from_status_name(v.split('/').next().unwrap_or(v).trim()))
 }
 
-/// The mode `instance` is registered in: the spec's, except that the target of a pending
-/// switchover in an ASYNC cluster is registered SYNC, so that it holds every acknowledged write
-/// by the time writes move to it.
+/// The mode `instance` is registered in: the spec's, except that in an ASYNC cluster the target
+/// of a pending switchover, and the write pod while it waits to take the MAIN back after a
+/// failover, are registered SYNC, so that each holds every acknowledged write by the time writes
+/// move to it (an ASYNC replica never would, and the switch back would never come).
 pub fn wanted_mode(
     spec: &crate::api::MemgraphClusterSpec,
     obs: &crate::reconcile::observed::Observed,
     instance: Instance,
 ) -> ReplicationMode {
     let mode = spec.replication.mode;
-    if mode == ReplicationMode::Async && requested_target(obs) == Some(instance) { ReplicationMode::Sync } else { mode }
+    let moving_to = requested_target(obs) == Some(instance)
+        || (instance == Instance::Write && super::failover::switch_back_wanted(spec, obs));
+    if mode == ReplicationMode::Async && moving_to { ReplicationMode::Sync } else { mode }
 }
 
 /// What the switchover planning decided.

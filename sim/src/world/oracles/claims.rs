@@ -15,8 +15,16 @@ use serde_json::Value;
 use super::super::run::NAMESPACE;
 use super::super::truth::ClusterTruth;
 
-/// Why labelling `pod` with `role` is false in `truth`, if it is.
-pub fn label_false(truth: &ClusterTruth, cluster: &str, pod: &str, role: &str) -> Option<String> {
+/// Why labelling `pod` with `role` is false in `truth`, if it is. Which pods are the cluster's
+/// replicas is judged by the spec the operator acted on (`acted`), as for drops: a view the
+/// operator was handed late (a stale read, a scale-down a moment after it read) is not its claim.
+pub fn label_false(
+    truth: &ClusterTruth,
+    cluster: &str,
+    pod: &str,
+    role: &str,
+    acted: Option<&Value>,
+) -> Option<String> {
     let p = truth.pods.get(pod);
     match role {
         "main" => {
@@ -33,7 +41,10 @@ pub fn label_false(truth: &ClusterTruth, cluster: &str, pod: &str, role: &str) -
         }
         "replica" => {
             let names = ClusterNames::new(cluster, NAMESPACE);
-            let Some(instance) = truth.replica_instances(cluster).into_iter().find(|i| names.pod(*i) == pod) else {
+            let desired = acted.and_then(|s| s["read"]["replicas"].as_u64()).map(|n| u32::try_from(n).unwrap_or(0));
+            let Some(instance) =
+                truth.replica_instances_of(cluster, desired).into_iter().find(|i| names.pod(*i) == pod)
+            else {
                 return Some(format!("labelled {pod} replica, which is not one of the cluster's replicas"));
             };
             let row = truth.rows.get(&instance.replica_name());
@@ -117,9 +128,18 @@ pub fn drop_wrong(truth: &ClusterTruth, cluster: &str, name: &str, acted: &Value
     if acted[SWITCHOVER_TARGET].as_str() == Some(instance.status_name().as_str()) {
         return None;
     }
+    // So is the write pod while a read pod is the MAIN and switch back is on: it is to take the
+    // MAIN back (whether a failover or a switchover put the read pod there is the status's to
+    // say, and the oracle does not read it: a looser check here, for this one registration).
+    let names = ClusterNames::new(cluster, NAMESPACE);
+    let switch_back = acted["failover"]["enabled"].as_bool() == Some(true)
+        && acted["failover"]["switchBack"].as_bool() != Some(false)
+        && truth.main_pod(cluster) != names.pod(Instance::Write);
+    if instance == Instance::Write && switch_back {
+        return None;
+    }
     let desired = acted["read"]["replicas"].as_u64().map_or(3, |n| u32::try_from(n).unwrap_or(0));
     let mode = acted["replication"]["mode"].as_str().unwrap_or("ASYNC").to_ascii_lowercase();
-    let names = ClusterNames::new(cluster, NAMESPACE);
     let wanted = match instance {
         Instance::Read(index) => index < desired,
         Instance::Write => true,

@@ -209,6 +209,24 @@ fn a_failover_completes_and_the_old_main_rejoins_as_a_replica() {
 }
 
 #[test]
+fn the_new_main_is_labelled_only_once_the_old_mains_label_is_gone() {
+    let (spec, mut obs) = write_pod_found_down();
+    // An admission policy refuses every change to the old MAIN's pod: its `main` label stays.
+    for _ in 0..8 {
+        let plan = plan(&spec, &obs, at(6));
+        apply(&spec, &mut obs, &plan);
+        obs.pods.get_mut(&Instance::Write).expect("pod").role_label = Some("main".into());
+        assert_eq!(labelled(&obs, "main"), ["c-write-0"], "{:?}", kinds(&plan));
+        assert!(kinds(&plan).iter().all(|k| k != "Label c-read-0-0 main"), "{:?}", kinds(&plan));
+    }
+    assert!(kinds(&plan(&spec, &obs, at(6))).contains(&"Label c-write-0 -".to_owned()), "its removal is retried");
+    // Once the removal goes through, the new MAIN is labelled.
+    obs.pods.get_mut(&Instance::Write).expect("pod").role_label = None;
+    settle_at(&spec, &mut obs, at(7));
+    assert_eq!(labelled(&obs, "main"), ["c-read-0-0"]);
+}
+
+#[test]
 fn with_no_replica_seen_in_sync_nothing_is_promoted_unless_loss_is_allowed() {
     let (mut spec, mut obs) = fresh(2);
     spec.failover.enabled = true;
