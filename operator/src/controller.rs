@@ -332,9 +332,14 @@ where
 /// How often the metrics of deleted clusters are looked for.
 const FORGET_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Drop the series of clusters no longer in the controller's cache. A cluster deleted without
-/// our finalizer (or while the operator was down) gets no last reconcile that could forget it.
-async fn forget_deleted(stores: Vec<kube::runtime::reflector::Store<MemgraphCluster>>, metrics: Arc<Metrics>) {
+/// Drop the series and the health probes of clusters no longer in the controller's cache. A
+/// cluster deleted without our finalizer (or while the operator was down) gets no last
+/// reconcile that could forget it.
+async fn forget_deleted(
+    stores: Vec<kube::runtime::reflector::Store<MemgraphCluster>>,
+    metrics: Arc<Metrics>,
+    memory: Arc<reconcile::Memory>,
+) {
     // Before the first list the cache is empty, and every cluster would look deleted.
     for store in &stores {
         if store.wait_until_ready().await.is_err() {
@@ -343,10 +348,13 @@ async fn forget_deleted(stores: Vec<kube::runtime::reflector::Store<MemgraphClus
     }
     loop {
         tokio::time::sleep(FORGET_INTERVAL).await;
-        metrics.retain_clusters(|namespace, name| {
+        let cached = |namespace: &str, name: &str| {
             let key = ObjectRef::<MemgraphCluster>::new(name).within(namespace);
             stores.iter().any(|store| store.get(&key).is_some())
-        });
+        };
+        metrics.retain_clusters(cached);
+        // The same for the MAINs the health probe asks every second.
+        memory.main_probes.retain(cached);
     }
 }
 
@@ -520,7 +528,7 @@ async fn reconcile_until(client: &Client, config: &RunConfig, metrics: Arc<Metri
         })
         .await;
     });
-    let pruning = tokio::spawn(forget_deleted(stores, metrics));
+    let pruning = tokio::spawn(forget_deleted(stores, metrics, ctx.memory.clone()));
     futures::future::join_all(running).await;
     ctx.stop_jobs();
     pruning.abort();

@@ -97,6 +97,14 @@ impl MainProbes {
         }
     }
 
+    /// Stop probing the clusters `keep` says are gone (by namespace and name): one deleted
+    /// without the operator's finalizer, or while it was down, gets no last reconcile to stop it.
+    pub fn retain(&self, keep: impl Fn(&str, &str) -> bool) {
+        if let Ok(mut watched) = self.watched.lock() {
+            watched.retain(|_, w| keep(&w.target.namespace, &w.target.name));
+        }
+    }
+
     /// What the probes found about `instance` as the MAIN of cluster `uid` (nothing when it is
     /// not the MAIN probed).
     pub fn view(&self, uid: &str, instance: Instance) -> ProbeView {
@@ -242,7 +250,11 @@ mod tests {
         assert_eq!(probes.view("uid", Instance::Read(0)), ProbeView::default());
         probes.watch("uid", ProbeWanted::Keep, main.clone());
         assert_eq!(probes.round(&Fixed).await, vec![target(Instance::Read(0))], "kept, and counted afresh");
-        probes.watch("uid", ProbeWanted::Stop, main);
+        probes.watch("uid", ProbeWanted::Stop, main.clone());
+        assert!(probes.round(&Fixed).await.is_empty());
+        // A cluster gone from the cache is no longer probed.
+        probes.watch("uid", ProbeWanted::Probe(target(Instance::Write)), main);
+        probes.retain(|_, name| name != "g");
         assert!(probes.round(&Fixed).await.is_empty());
     }
 }

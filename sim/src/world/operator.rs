@@ -1009,8 +1009,13 @@ async fn operate(
                         }
                         result.ok().map(|outcome| outcome.requeue_after)
                     }
-                    // Deleted: nothing to do until it comes back.
-                    Ok(None) => Some(Duration::from_secs(3600)),
+                    // Deleted: nothing to do (nor to probe) until it comes back.
+                    Ok(None) => {
+                        memory
+                            .main_probes
+                            .retain(|namespace, name| (namespace, name) != (key.0.as_str(), key.1.as_str()));
+                        Some(Duration::from_secs(3600))
+                    }
                     Err(_) => None,
                 };
                 if ok.is_none() {
