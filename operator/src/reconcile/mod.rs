@@ -352,7 +352,8 @@ pub async fn reconcile<K: Kube>(
         let changed = plan.actions.iter().any(Action::changes_replication);
         // A round that completes a failover is the last: its `main` label goes on only after
         // the status recording the completion (see `split_completing_label`).
-        let completes = !split_completing_label(&stored_now, &plan).0.is_empty();
+        let (after_status, before_status) = split_completing_label(&stored_now, &plan);
+        let completes = !after_status.is_empty();
         let last = round >= MAX_ROUNDS
             || !(changed || plan.settling)
             || started.elapsed() > SETTLE_BUDGET
@@ -369,7 +370,6 @@ pub async fn reconcile<K: Kube>(
             // The `main` label that completes a failover waits for the status that records it
             // complete: with the label on and the intent still in status, a crash between the
             // two left a MAIN that took writes and a failover a later reconcile could roll back.
-            let (after_status, before_status) = split_completing_label(&stored_now, &plan);
             let report = act(kube, bolt, &observed, &before_status, Phase::Kubernetes)
                 .instrument(tracing::info_span!("act"))
                 .await;

@@ -88,10 +88,8 @@ fn detect(p: &Planner<'_>, facts: &Facts, before: Option<&FailoverStatus>) -> Op
 /// first unanswered health probe if earlier, or what the status recorded; but never from
 /// before an answer (a blip the reconciles missed and the probe saw restarts the count).
 fn down_since(recorded: Option<Timestamp>, probe: ProbeView, look: Timestamp) -> Timestamp {
-    let seen = match (recorded, probe.failing_since) {
-        (Some(r), Some(f)) => r.min(f),
-        (r, f) => r.or(f).unwrap_or(look).min(look),
-    };
+    // The recorded start comes from an earlier look, so it is never after this one.
+    let seen = [recorded, probe.failing_since].into_iter().flatten().fold(look, Timestamp::min);
     match probe.last_answer {
         Some(answer) if answer >= seen => probe.failing_since.unwrap_or(look).min(look).max(answer),
         _ => seen,
@@ -372,10 +370,6 @@ fn answers_as(p: &Planner<'_>, instance: Instance, main: bool) -> bool {
     })
 }
 
-/// A planned switchover back to the write pod, once it has been in sync in a synchronous mode
-/// for `switchBackAfterSeconds` (as the MAIN's last report, kept in `seen`, says) and answers
-/// as a REPLICA now: every acknowledged write is on it, and the current MAIN is demoted before
-/// it is promoted, so none can be lost.
 /// Whether the MAIN is to move back to the write pod once it has caught up: switch back is on,
 /// a read pod is the MAIN, and a failover (not a requested switchover, which stays) put it there.
 pub fn switch_back_wanted(spec: &crate::api::MemgraphClusterSpec, obs: &Observed) -> bool {
@@ -387,6 +381,10 @@ pub fn switch_back_wanted(spec: &crate::api::MemgraphClusterSpec, obs: &Observed
         && last.is_none_or(|l| l.kind == FAILOVER_KIND)
 }
 
+/// A planned switchover back to the write pod, once it has been in sync in a synchronous mode
+/// for `switchBackAfterSeconds` (as the MAIN's last report, kept in `seen`, says) and answers
+/// as a REPLICA now: every acknowledged write is on it, and the current MAIN is demoted before
+/// it is promoted, so none can be lost.
 fn switch_back(p: &mut Planner<'_>, facts: &Facts, before: &FailoverStatus) -> Option<FailoverIntent> {
     let f = &p.spec.failover;
     if !switch_back_wanted(p.spec, p.obs) || !facts.main.verified() {
