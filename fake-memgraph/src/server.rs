@@ -272,6 +272,22 @@ impl ServerHandle {
         self.inst.core().storage.history.clone()
     }
 
+    /// Whether this instance's data diverged from `main`'s: Memgraph's own test on registration
+    /// (another epoch, with data, unknown to `main` or past the end `main` recorded for it). What
+    /// a registration would find, also when no `SHOW REPLICAS` row says so (a refused one shows
+    /// an empty `data_info`).
+    pub fn diverged_from(&self, main: &ServerHandle) -> bool {
+        let info = {
+            let core = self.inst.core();
+            crate::replication::rpc::ReplicaInfo {
+                ts: core.storage.ts,
+                epoch: core.storage.epoch.clone(),
+                history: core.storage.history.clone(),
+            }
+        };
+        crate::replication::main_side::diverged(&main.inst.core().storage, &info)
+    }
+
     /// The default database's UUID.
     pub fn db_uuid(&self) -> String {
         self.inst.core().storage.db_uuid.clone()

@@ -24,7 +24,8 @@ use deploy_support::{
 /// - reconcile reads a cluster (get), sets finalizers (patch), applies status (patch on status);
 /// - server-side apply of owned objects (create when missing, patch); StatefulSets and Services
 ///   of removed replicas are deleted (the PodDisruptionBudget never is);
-/// - pod role labels (patch); Secrets named in the spec (get); events (create, patch for series).
+/// - pod role labels (patch); a failover's stop of an old MAIN that does not answer (delete on
+///   pods); Secrets named in the spec (get); events (create, patch for series).
 const USED: &[(&str, &str, &str)] = &[
     ("memgraph.io", "memgraphclusters", "get"),
     ("memgraph.io", "memgraphclusters", "list"),
@@ -48,6 +49,7 @@ const USED: &[(&str, &str, &str)] = &[
     ("", "pods", "list"),
     ("", "pods", "watch"),
     ("", "pods", "patch"),
+    ("", "pods", "delete"),
     ("", "secrets", "get"),
     ("events.k8s.io", "events", "create"),
     ("events.k8s.io", "events", "patch"),

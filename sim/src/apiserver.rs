@@ -636,6 +636,22 @@ impl Kube for ApiServer {
         }
     }
 
+    async fn delete_pod(&self, namespace: &str, pod: &str, uid: &str) -> Result<(), KubeError> {
+        let key = Key::new("Pod", namespace, pod);
+        self.refusal("delete", &key)?;
+        let fault = self.write_fault("delete", &key);
+        if let Ok(Some(e)) = fault {
+            return Err(e);
+        }
+        if self.get_json(&key).is_some_and(|p| p["metadata"]["uid"].as_str() == Some(uid)) {
+            self.delete_key(&key);
+        }
+        match fault {
+            Err(()) => Err(error("delete", &key, KubeErrorKind::Transport, "injected timeout after the write")),
+            _ => Ok(()),
+        }
+    }
+
     async fn patch_status(
         &self,
         namespace: &str,

@@ -58,6 +58,11 @@ regression! {
     // The MAIN's SHOW REPLICAS was read at the start of a look that then waited 5 s on a hung
     // replica: the plan dropped a registration that had recovered in the meantime.
     seed_96_registrations_are_read_once_every_role_is_known: sweep_default(96);
+    // With failover on (`sim --failover`): a SYNC MAIN lost mid-commit left a write on one
+    // replica and not on the one promoted. The operator rightly reported that replica diverged
+    // (its registration refused with Error: 3, its row's data_info empty); the truth, which
+    // looked only at rows shown `diverged`, called the claim false. The truth now tests the data.
+    seed_71_with_failover_divergence_is_judged_by_the_data: RunConfig { failover_everywhere: true, ..sweep_default(71) };
     // A status written from an old view put back a claimed snapshot tick and the running backup,
     // and the snapshot ran again (7 snapshots for 5 ticks).
     seed_3_an_old_view_cannot_put_back_a_claimed_tick: sweep_default(3);

@@ -138,3 +138,30 @@ fn failover_and_switchover_through_the_faults_aimed_at_the_main() {
         assert!(trace.contains("PausedByFailover"), "seed {seed}: no read pod became the MAIN");
     }
 }
+
+/// The failover classes that need the operator to fence and to cope with a MAIN that comes back
+/// mid-failover: a MAIN partitioned from everyone, one that returns right after the failover's
+/// intent is recorded, two failovers in a row, flapping readiness, and an operator crash after
+/// each step of a failover. Seeds 10 and 11 (240 s) must satisfy every oracle, and must have
+/// promoted, stopped a silent old MAIN, crashed the operator on a failover step, and seen an old
+/// MAIN return during a failover.
+#[test]
+fn the_old_main_is_fenced_and_may_return_while_it_is_replaced() {
+    let classes = vec![
+        FaultClass::MainPartitionAll,
+        FaultClass::MainFlap,
+        FaultClass::FailoverCrash,
+        FaultClass::MainReturns,
+        FaultClass::FailoverTwice,
+    ];
+    for seed in [10, 11] {
+        let config = RunConfig { duration: Duration::from_secs(240), ..config(seed, classes.clone()) };
+        let report = run(&config);
+        support::assert_passes(&report, &config);
+        let trace = report.trace.render();
+        assert!(trace.contains("SET REPLICATION ROLE TO MAIN on"), "seed {seed}: nothing was promoted");
+        assert!(trace.contains(": stop pod"), "seed {seed}: no old MAIN was stopped");
+        assert!(trace.contains("crashed right after a failover step"), "seed {seed}: no crash on a failover step");
+        assert!(trace.contains("returns during the failover"), "seed {seed}: no old MAIN returned mid-failover");
+    }
+}

@@ -172,6 +172,11 @@ pub struct FailoverIntent {
     /// `Failover`, `Switchover` or `SwitchBack`.
     #[serde(default = "default_kind")]
     pub kind: String,
+    /// The uid of the old MAIN's pod this failover deleted to fence it: it was Ready, so its
+    /// process may still have served clients, but it did not answer the operator, so it could
+    /// not be demoted. Recorded before the deletion; a failover stops at most one pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
 }
 
 /// A completed failover.

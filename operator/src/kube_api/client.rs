@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::runtime::events::{Event, EventType as KubeEventType, Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use tracing::Instrument;
@@ -169,6 +169,24 @@ impl Kube for KubeClient {
                 Ok(_) => Ok(()),
                 Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
                 Err(e) => Err(fail::<T>("delete", namespace, name, e)),
+            }
+        })
+        .await
+    }
+
+    async fn delete_pod(&self, namespace: &str, pod: &str, uid: &str) -> Result<(), KubeError> {
+        type Pod = k8s_openapi::api::core::v1::Pod;
+        let params = DeleteParams {
+            preconditions: Some(Preconditions { uid: Some(uid.to_owned()), resource_version: None }),
+            ..Default::default()
+        };
+        let span = api_span("delete", "DELETE", "Pod", namespace, pod);
+        traced(span, async {
+            match self.api::<Pod>(namespace).delete(pod, &params).await {
+                Ok(_) => Ok(()),
+                // Gone, or a new pod of that name (the uid precondition failed): not the one.
+                Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+                Err(e) => Err(fail::<Pod>("delete", namespace, pod, e)),
             }
         })
         .await

@@ -140,6 +140,10 @@ pub trait Kube: Send + Sync {
     /// Delete an object (background propagation). Deleting what does not exist succeeds.
     async fn delete<T: KubeObject>(&self, namespace: &str, name: &str) -> Result<(), KubeError>;
 
+    /// Delete a pod gracefully, only if it is still the pod with `uid`: one recreated since it
+    /// was observed is left alone. A pod that is gone, or replaced, counts as deleted.
+    async fn delete_pod(&self, namespace: &str, pod: &str, uid: &str) -> Result<(), KubeError>;
+
     /// Replace the status of a `MemgraphCluster` (server-side apply on the status subresource).
     /// With `resource_version`, only if the cluster still has it: a status that claims
     /// scheduled work must not be written from an old view.

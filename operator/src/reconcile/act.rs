@@ -68,6 +68,7 @@ async fn execute<K: Kube>(
             memgraph::register_replica(bolt, &main, &instance.replica_name(), *mode, &address).await?;
         }
         Action::DropReplica { main, name } => memgraph::drop_replica(bolt, &names.bolt_address(*main), name).await?,
+        Action::StopPod { pod, uid } => kube.delete_pod(ns, pod, uid).await?,
         Action::Label { pod, uid, role, restarts } => {
             let labels = crate::reconcile::guard::role_labels(role.as_deref(), *restarts);
             kube.patch_pod_labels(ns, pod, uid, &labels).await?;
@@ -104,15 +105,17 @@ pub enum Phase {
     /// Kubernetes changes: objects, labels, finalizers. Quick, and what clients depend on.
     Kubernetes,
     /// Replication commands, and what depends on them (a replica's deletion after its drop):
-    /// they may wait seconds on Memgraph's RPCs.
+    /// they may wait seconds on Memgraph's RPCs. Also the old MAIN's stop, which its intent
+    /// records first, so it runs after the status write as a promotion does.
     Replication,
     /// Both, in that order.
     All,
 }
 
 impl Phase {
-    fn includes(self, subject: Option<&str>) -> bool {
-        let replication = subject.is_some_and(|s| s.starts_with(super::plan::REPLICA_SUBJECT_PREFIX));
+    fn includes(self, action: &Action, subject: Option<&str>) -> bool {
+        let replication = matches!(action, Action::StopPod { .. })
+            || subject.is_some_and(|s| s.starts_with(super::plan::REPLICA_SUBJECT_PREFIX));
         match self {
             Phase::Kubernetes => !replication,
             Phase::Replication => replication,
@@ -136,7 +139,7 @@ pub async fn act<K: Kube>(kube: &K, bolt: &dyn Bolt, obs: &Observed, actions: &[
     let mut failed: BTreeSet<String> = BTreeSet::new();
     for action in actions {
         let subject = action.subject();
-        if !phase.includes(subject.as_deref()) {
+        if !phase.includes(action, subject.as_deref()) {
             continue;
         }
         match action {
@@ -446,6 +449,7 @@ impl std::fmt::Debug for ActionName<'_> {
             }
             Action::DropReplica { main, name } => write!(f, "DropReplica {name} on {}", main.replica_name()),
             Action::Label { pod, role, .. } => write!(f, "Label {pod} {}", role.as_deref().unwrap_or("(none)")),
+            Action::StopPod { pod, .. } => write!(f, "StopPod {pod}"),
             Action::SetFinalizers { .. } => write!(f, "SetFinalizers"),
             Action::CreateSnapshot { .. } => write!(f, "CreateSnapshot"),
             Action::CreateAgentKey(_) => write!(f, "CreateAgentKey"),

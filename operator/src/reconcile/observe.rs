@@ -63,15 +63,14 @@ fn instance_of(pod: &Pod) -> Option<Instance> {
 }
 
 fn pod_state(pod: &Pod) -> PodState {
-    let ready = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    let condition =
+        pod.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"));
+    let ready = condition.is_some_and(|c| c.status == "True");
     PodState {
         name: pod.name_any(),
         uid: pod.uid().unwrap_or_default(),
         ready,
+        not_ready_since: condition.filter(|_| !ready).and_then(|c| c.last_transition_time.as_ref()).map(|t| t.0),
         terminating: pod.metadata.deletion_timestamp.is_some(),
         role_label: pod.labels().get(LABEL_ROLE).cloned(),
         restarts: crate::reconcile::guard::restarts(pod),

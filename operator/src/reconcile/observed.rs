@@ -123,6 +123,9 @@ pub struct PodState {
     pub uid: String,
     /// The `Ready` condition is True.
     pub ready: bool,
+    /// When it is not Ready: since when, by the `Ready` condition's `lastTransitionTime` (it
+    /// has been NotReady without a break since then).
+    pub not_ready_since: Option<k8s_openapi::jiff::Timestamp>,
     /// `deletionTimestamp` is set.
     pub terminating: bool,
     /// Current value of the `memgraph.io/role` label.

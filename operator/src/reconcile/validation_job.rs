@@ -99,6 +99,9 @@ fn elapsed_ms(since: tokio::time::Instant) -> i64 {
 fn write_outcome(result: Result<(), BoltError>, mode: ReplicationMode) -> WriteOutcome {
     match result {
         Ok(()) => WriteOutcome::Committed,
+        // The instance is a REPLICA by now (a failover or switchover moved the MAIN since the
+        // check was claimed): nothing was written, so no replica will ever see it.
+        Err(e @ BoltError::Query { .. }) if refused_as_not_main(&e) => WriteOutcome::Failed(e.to_string()),
         Err(BoltError::Query { message, .. })
             if message.contains("replica") || message.contains("Replication Exception") =>
         {
@@ -110,6 +113,12 @@ fn write_outcome(result: Result<(), BoltError>, mode: ReplicationMode) -> WriteO
         }
         Err(e) => WriteOutcome::Failed(e.to_string()),
     }
+}
+
+/// Memgraph refused the write because the instance is not a MAIN (any release's words).
+fn refused_as_not_main(e: &BoltError) -> bool {
+    matches!(e, BoltError::Query { message, .. }
+        if message.contains("forbidden on the replica") || message.contains("not main anymore"))
 }
 
 async fn read_until_seen(
@@ -293,4 +302,37 @@ pub async fn run(bolt: &dyn Bolt, jobs: &ValidationJobs, clock: &dyn Clock, job:
     let skipped = job.claim.skipped.clone();
     let done = ValidationDone { claimed: job.claim.at, finished: clock.now(), ping, skipped, probe };
     jobs.finish(&job.cluster, done, measurements);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(message: &str) -> Result<(), BoltError> {
+        Err(BoltError::Query {
+            address: "g-read-2-0:7687".into(),
+            code: "Memgraph.ClientError.MemgraphError.MemgraphError".into(),
+            message: message.into(),
+        })
+    }
+
+    #[test]
+    fn a_write_refused_by_a_replica_wrote_nothing() {
+        // Both releases' words: the probe must not wait 30 s for replicas to see a node that
+        // was never written.
+        for message in [
+            "Write query forbidden on the replica!",
+            "Write queries are forbidden on the replica instance. Replica instances accept only read queries, while \
+             the main instance accepts read and write queries. Please retry your query on the main instance.",
+            "Cannot commit because instance is not main anymore.",
+        ] {
+            assert!(
+                matches!(write_outcome(refused(message), ReplicationMode::Sync), WriteOutcome::Failed(_)),
+                "{message}"
+            );
+        }
+        // A replica that did not confirm a SYNC commit: committed on the MAIN all the same.
+        let unconfirmed = refused("At least one SYNC replica has not confirmed committing last transaction.");
+        assert!(matches!(write_outcome(unconfirmed, ReplicationMode::Sync), WriteOutcome::CommittedWithError(_)));
+    }
 }

@@ -220,11 +220,20 @@ fn summary(reports: &[RunReport], wall: Duration, jobs: usize) {
             );
             // Losses shorter than the detection delay recover by themselves; a MAIN cut off from
             // its clients but not from the operator cannot be told from a healthy one.
-            for class in ["main-node-loss", "main-kill", "main-partition-replicas"] {
+            for class in [
+                "main-node-loss",
+                "main-kill",
+                "main-partition-replicas",
+                "main-partition-all",
+                "main-returns",
+                "failover-crash",
+                "failover-twice",
+            ] {
+                let instant = class == "main-kill" || class == "failover-crash";
                 let needing: Vec<_> = of_mode
                     .iter()
                     .flat_map(|c| c.recoveries.iter())
-                    .filter(|r| r.fault == class && (r.lasted_ms >= long_ms || class == "main-kill"))
+                    .filter(|r| r.fault == class && (r.lasted_ms >= long_ms || instant))
                     .collect();
                 if needing.is_empty() {
                     continue;

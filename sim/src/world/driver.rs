@@ -124,6 +124,10 @@ pub struct World<'a> {
     pub clusters: BTreeMap<String, ClusterState>,
     /// Open fault windows: (end, index in `history`, how to undo).
     pub windows: Vec<(Duration, usize, Undo)>,
+    /// `main-returns` partitions waiting for a failover's intent.
+    pub heal_on_intent: Vec<super::inject::HealOnIntent>,
+    /// `failover-twice`: the loss of the next MAIN, injected once a failover completed.
+    pub after_failover: Vec<super::inject::SecondLoss>,
     /// Every fault: (class, start, end, cluster it concerns or `None` for all); open windows
     /// end at `Duration::MAX` until undone.
     pub history: Vec<(FaultClass, Duration, Duration, Option<String>)>,
@@ -217,6 +221,8 @@ impl<'a> World<'a> {
             setups,
             clusters,
             windows: Vec::new(),
+            heal_on_intent: Vec::new(),
+            after_failover: Vec::new(),
             history: Vec::new(),
             bands: Vec::new(),
             operator_up_since: Some(Duration::ZERO),
@@ -693,7 +699,7 @@ impl<'a> World<'a> {
         let mut found = Vec::new();
         for name in &names {
             let Some(c) = truth.clusters.get(name) else { continue };
-            let unseen = c.write(name).is_some_and(|p| p.hung || p.lost_node);
+            let unseen = c.write(name).is_some_and(super::truth::PodTruth::unreachable);
             let open = self.main_unseen.iter_mut().rev().find(|(n, _, end)| n == name && *end == Duration::MAX);
             match (unseen, open) {
                 (true, None) => self.main_unseen.push((name.clone(), now, Duration::MAX)),
@@ -711,7 +717,11 @@ impl<'a> World<'a> {
             let operator_cut_off = self.history.iter().any(|(class, _, end, t)| {
                 matches!(
                     class,
-                    FaultClass::PartitionOperator | FaultClass::PartitionOneWay | FaultClass::MainPartitionOperator
+                    FaultClass::PartitionOperator
+                        | FaultClass::PartitionOneWay
+                        | FaultClass::MainPartitionOperator
+                        | FaultClass::MainPartitionAll
+                        | FaultClass::MainReturns
                 ) && *end == Duration::MAX
                     && t.as_deref().is_none_or(|t| t == name)
             });
@@ -924,8 +934,12 @@ impl<'a> World<'a> {
             if slot.down || !slot.gate.frozen() || slot.gate.exited() {
                 continue;
             }
+            let step = slot.gate.take_crash_step();
             self.crash_operator(i);
-            self.note(format!("{host} crashed right after an API write"));
+            match step {
+                Some(step) => self.note(format!("{host} crashed right after a failover step: {step}")),
+                None => self.note(format!("{host} crashed right after an API write")),
+            }
             let restart = self.now() + Duration::from_millis(500 + self.rng.below(3000));
             self.history.push((FaultClass::OperatorCrashAfterWrite, self.now(), Duration::MAX, None));
             self.windows.push((restart, self.history.len() - 1, Undo::Operator(i)));

@@ -84,6 +84,23 @@ pub enum FaultClass {
     /// Partition the MAIN from every other pod (its replicas and the clients) while the
     /// operators still reach it.
     MainPartitionReplicas,
+    /// Partition the MAIN from everyone: the operators, its replicas and the clients. Its pod
+    /// stays Ready (its own kubelet still sees it).
+    MainPartitionAll,
+    /// The MAIN's readiness flaps: NotReady for 1 to 3 s, Ready for 1 to 4 s, over and over,
+    /// while its Memgraph answers. Each NotReady stretch is shorter than the detection delay, so
+    /// nothing may be promoted.
+    MainFlap,
+    /// Kill the MAIN and crash the leading operator right after its Nth further step for the
+    /// cluster (a mutating API call or a replication command, N from 1 to 12): over many seeds,
+    /// a crash at every step of the failover that follows.
+    FailoverCrash,
+    /// Partition the MAIN from everyone, and end the partition soon after the operator records
+    /// its failover's intent: the old MAIN returns during the failover.
+    MainReturns,
+    /// Lose the MAIN's node and, once a failover has replaced it, the new MAIN's node too: two
+    /// failovers in a row.
+    FailoverTwice,
     /// A person requests a planned switchover (the `memgraph.io/switchover` annotation) to
     /// another instance, under load; at the heal, one back to the write pod.
     Switchover,
@@ -124,11 +141,16 @@ impl FaultClass {
 
     /// The classes aimed at the MAIN that failover is judged by, run with `--faults`: not yet in
     /// the default sweep, whose runs they still fail in (see the README's known limits).
-    pub const FAILOVER: [FaultClass; 5] = [
+    pub const FAILOVER: [FaultClass; 10] = [
         FaultClass::MainKill,
         FaultClass::MainNodeLoss,
         FaultClass::MainPartitionOperator,
         FaultClass::MainPartitionReplicas,
+        FaultClass::MainPartitionAll,
+        FaultClass::MainFlap,
+        FaultClass::FailoverCrash,
+        FaultClass::MainReturns,
+        FaultClass::FailoverTwice,
         FaultClass::Switchover,
     ];
 
@@ -172,6 +194,11 @@ impl FaultClass {
             FaultClass::MainNodeLoss => "main-node-loss",
             FaultClass::MainPartitionOperator => "main-partition-operator",
             FaultClass::MainPartitionReplicas => "main-partition-replicas",
+            FaultClass::MainPartitionAll => "main-partition-all",
+            FaultClass::MainFlap => "main-flap",
+            FaultClass::FailoverCrash => "failover-crash",
+            FaultClass::MainReturns => "main-returns",
+            FaultClass::FailoverTwice => "failover-twice",
             FaultClass::Switchover => "switchover",
         }
     }
@@ -251,9 +278,15 @@ impl Schedule {
             } else {
                 first_round.swap_remove(usize::try_from(rng.below(first_round.len() as u64)).unwrap_or(0))
             };
-            // A lost node stays lost for up to two minutes; other windows last 1 to 16 s.
+            // A lost node stays lost for up to two minutes, readiness flaps for up to 40 s; other
+            // windows last 1 to 16 s.
+            // A MAIN that returns is healed at the failover's intent, so it is cut off for long.
             let lasts = match class {
-                FaultClass::NodeLoss | FaultClass::MainNodeLoss => Duration::from_millis(20_000 + rng.below(100_000)),
+                FaultClass::NodeLoss
+                | FaultClass::MainNodeLoss
+                | FaultClass::FailoverTwice
+                | FaultClass::MainReturns => Duration::from_millis(20_000 + rng.below(100_000)),
+                FaultClass::MainFlap => Duration::from_millis(10_000 + rng.below(30_000)),
                 _ => Duration::from_millis(1_000 + rng.below(15_000)),
             };
             faults.push(Fault { at, class, pick: rng.next_u64(), lasts });

@@ -9,6 +9,7 @@ use super::clusters;
 use super::driver::World;
 use super::faults::{Fault, FaultClass};
 use super::operator::OPERATOR_HOSTS;
+use super::pods::Flap;
 use super::run::NAMESPACE;
 use super::truth::write_pod;
 use super::workload;
@@ -17,6 +18,37 @@ use memgraph_operator::backup::store::MemFaults;
 
 /// Both operator hosts, as one end of a one-way partition.
 const OPERATOR: &str = "operator";
+
+/// A `main-returns` partition, ended soon after the cluster's failover intent is recorded.
+#[derive(Debug, Clone)]
+pub struct HealOnIntent {
+    /// Its window (index in `history`).
+    pub window: usize,
+    /// The cluster.
+    pub cluster: String,
+    /// The MAIN cut off.
+    pub pod: String,
+    /// How long after the intent it ends.
+    pub after: Duration,
+    /// When the intent was first seen.
+    pub intent_at: Option<Duration>,
+}
+
+/// The second loss of `failover-twice`: the next MAIN's node, `after` the first failover
+/// completed.
+#[derive(Debug, Clone)]
+pub struct SecondLoss {
+    /// The cluster.
+    pub cluster: String,
+    /// Its failover generation when the first MAIN was lost.
+    pub generation: i64,
+    /// The loss to inject (a `main-node-loss`).
+    pub fault: Fault,
+    /// How long after the first failover completed.
+    pub after: Duration,
+    /// When the first failover was seen completed.
+    pub completed_at: Option<Duration>,
+}
 
 /// How to end a fault window.
 #[derive(Debug, Clone)]
@@ -41,6 +73,10 @@ pub enum Undo {
     Unhang(String),
     /// Unblock a pod's replication port.
     Unblock(String),
+    /// Stop a pod's readiness flapping.
+    Unflap(String),
+    /// A pod partitioned from everyone is reachable again (for the truth).
+    Reconnect(String),
     /// Let the admission policy accept changes to the object again.
     Admit(Key),
     /// Put back a spec field the invalid-spec fault changed.
@@ -73,9 +109,25 @@ fn field<'a>(value: &'a mut Value, path: &[&str]) -> &'a mut Value {
     path.iter().fold(value, |v, key| &mut v[*key])
 }
 
+/// Whether ending `undo` changes the links of `host`.
+fn touches(undo: &Undo, host: &str) -> bool {
+    match undo {
+        Undo::Repair(a, b) | Undo::RepairOneWay(a, b) | Undo::Release(a, b) => a == host || b == host,
+        Undo::NodeBack { host: h, .. } => h == host,
+        Undo::All(undos) => undos.iter().any(|u| touches(u, host)),
+        _ => false,
+    }
+}
+
 impl World<'_> {
     fn pick(items: &[String], pick: u64) -> Option<&String> {
         if items.is_empty() { None } else { items.get(usize::try_from(pick % items.len() as u64).unwrap_or(0)) }
+    }
+
+    /// Whether an open window cuts the links of `host` (a partition or a lost node): the links a
+    /// second one would cut are healed when the first ends, so only one at a time.
+    fn links_held(&self, host: &str) -> bool {
+        self.windows.iter().any(|(_, _, undo)| touches(undo, host))
     }
 
     /// Inject one fault; returns whether it had a target.
@@ -93,6 +145,8 @@ impl World<'_> {
         let write_host = self.host(&write);
         // The replicas: after a failover a read pod may be the MAIN, and the write pod a replica.
         let reads: Vec<String> = if failover { pods.iter().filter(|p| **p != write).cloned().collect() } else { reads };
+        // `main-returns`: how long after the failover's intent its partition ends.
+        let mut returns = None;
         let (what, undo, target) = match fault.class {
             FaultClass::PodKill => {
                 let Some(pod) = Self::pick(&pods, pick).cloned() else { return false };
@@ -330,43 +384,91 @@ impl World<'_> {
                 }
                 (format!("kill the MAIN {write}"), Undo::Nothing, Some(cluster.clone()))
             }
-            FaultClass::MainPartitionOperator | FaultClass::MainPartitionReplicas => {
-                if !pods.contains(&write) || !self.kubelet.hosts().contains(&write_host) {
+            FaultClass::MainPartitionOperator
+            | FaultClass::MainPartitionReplicas
+            | FaultClass::MainPartitionAll
+            | FaultClass::MainReturns => {
+                if !pods.contains(&write) || !self.kubelet.hosts().contains(&write_host) || self.links_held(&write_host)
+                {
                     return false;
                 }
-                let peers: Vec<String> = if fault.class == FaultClass::MainPartitionOperator {
-                    OPERATOR_HOSTS.iter().map(|h| (*h).to_owned()).collect()
-                } else {
-                    let mut peers: Vec<String> = self.setups.iter().map(|s| workload::host_name(&s.name)).collect();
-                    peers.extend(self.kubelet.hosts().into_iter().filter(|h| *h != write_host));
-                    peers
-                };
+                let operators = fault.class != FaultClass::MainPartitionReplicas;
+                let others = fault.class != FaultClass::MainPartitionOperator;
                 let mut undo = Vec::new();
-                for peer in &peers {
-                    if fault.class == FaultClass::MainPartitionOperator {
+                if operators {
+                    for peer in OPERATOR_HOSTS {
                         // As `partition-operator`: the operators' probes fail.
-                        self.sim.partition(write_host.clone(), peer.clone());
-                        undo.push(Undo::Repair(write_host.clone(), peer.clone()));
-                    } else {
-                        // Held, not dropped, as for the replication partitions: TCP delivers on heal.
-                        self.sim.hold(write_host.clone(), peer.clone());
-                        undo.push(Undo::Release(write_host.clone(), peer.clone()));
+                        self.sim.partition(write_host.clone(), peer.to_owned());
+                        undo.push(Undo::Repair(write_host.clone(), peer.to_owned()));
                     }
                 }
-                let whom = if fault.class == FaultClass::MainPartitionOperator {
-                    "the operators"
-                } else {
-                    "its replicas and the clients"
+                if others {
+                    let mut peers: Vec<String> = self.setups.iter().map(|s| workload::host_name(&s.name)).collect();
+                    peers.extend(self.kubelet.hosts().into_iter().filter(|h| *h != write_host));
+                    for peer in peers {
+                        // Held, not dropped, as for the replication partitions: TCP delivers on heal.
+                        self.sim.hold(write_host.clone(), peer.clone());
+                        undo.push(Undo::Release(write_host.clone(), peer));
+                    }
+                }
+                if operators && others {
+                    self.source.set_cut_off(&write, true);
+                    undo.push(Undo::Reconnect(write.clone()));
+                }
+                let whom = match (operators, others) {
+                    (true, false) => "the operators",
+                    (false, _) => "its replicas and the clients",
+                    (true, true) => "everyone (operators, replicas, clients)",
                 };
-                let what = format!("partition the MAIN {write} from {whom} for {} s", fault.lasts.as_secs());
+                let what = if fault.class == FaultClass::MainReturns {
+                    // It comes back 0 to 3 s after the intent is recorded, or at the window's end.
+                    let after = Duration::from_millis(500 * (pick % 7));
+                    returns = Some(after);
+                    format!(
+                        "partition the MAIN {write} from {whom} until {} s after a failover's intent (at most {} s)",
+                        after.as_secs_f64(),
+                        fault.lasts.as_secs()
+                    )
+                } else {
+                    format!("partition the MAIN {write} from {whom} for {} s", fault.lasts.as_secs())
+                };
                 (what, Undo::All(undo), Some(cluster.clone()))
             }
-            FaultClass::NodeLoss | FaultClass::MainNodeLoss => {
-                let chosen =
-                    if fault.class == FaultClass::MainNodeLoss { Some(&write) } else { Self::pick(&pods, pick) };
+            FaultClass::MainFlap => {
+                if !pods.contains(&write) {
+                    return false;
+                }
+                let down = Duration::from_millis(1_000 + pick % 2_000);
+                let up = Duration::from_millis(1_000 + (pick >> 12) % 3_000);
+                self.kubelet.set_flap(&write, Some(Flap { start: now, until, down, up }));
+                let what = format!(
+                    "the readiness of the MAIN {write} flaps for {} s: NotReady {:.1} s, Ready {:.1} s",
+                    fault.lasts.as_secs(),
+                    down.as_secs_f64(),
+                    up.as_secs_f64()
+                );
+                (what, Undo::Unflap(write.clone()), Some(cluster.clone()))
+            }
+            FaultClass::FailoverCrash => {
+                if !pods.contains(&write) || !self.kubelet.crash(&mut self.sim, NAMESPACE, &write, &mut self.trace) {
+                    return false;
+                }
+                let n = 1 + (pick >> 8) % 12;
+                let crash = match self.leader() {
+                    Some(i) => {
+                        self.operators[i].gate.crash_after_steps(&cluster, n);
+                        format!(" and crash the leading operator {} after its next {n} steps for it", OPERATOR_HOSTS[i])
+                    }
+                    None => String::new(),
+                };
+                (format!("kill the MAIN {write}{crash}"), Undo::Nothing, Some(cluster.clone()))
+            }
+            FaultClass::NodeLoss | FaultClass::MainNodeLoss | FaultClass::FailoverTwice => {
+                let at_main = fault.class != FaultClass::NodeLoss;
+                let chosen = if at_main { Some(&write) } else { Self::pick(&pods, pick) };
                 let Some(pod) = chosen.filter(|p| pods.contains(p)).cloned() else { return false };
                 let host = self.host(&pod);
-                if !self.kubelet.hosts().contains(&host) {
+                if !self.kubelet.hosts().contains(&host) || self.links_held(&host) {
                     return false;
                 }
                 let mut peers: Vec<String> = OPERATOR_HOSTS.iter().map(|h| (*h).to_owned()).collect();
@@ -378,7 +480,25 @@ impl World<'_> {
                 self.kubelet.lose_node(&pod);
                 let gone = pick & 1 == 1;
                 let end = if gone { "then is deleted" } else { "then comes back" };
-                let what = format!("the node of {pod} stops answering for {} s, {end}", fault.lasts.as_secs());
+                if fault.class == FaultClass::FailoverTwice {
+                    // The second loss, of whichever MAIN replaced this one, as a node loss of its own.
+                    let generation = self.api.with_object(&Key::new("MemgraphCluster", NAMESPACE, &cluster), |c| {
+                        c["status"]["failover"]["generation"].as_i64().unwrap_or(0)
+                    });
+                    let second = Fault { class: FaultClass::MainNodeLoss, ..fault.clone() };
+                    // 0 to 20 s after the first failover completed: before and after the new
+                    // MAIN has reported a replica in sync (without one nothing can be promoted).
+                    let after = Duration::from_millis(1_000 * ((pick >> 20) % 21));
+                    self.after_failover.push(SecondLoss {
+                        cluster: cluster.clone(),
+                        generation: generation.unwrap_or(0),
+                        fault: second,
+                        after,
+                        completed_at: None,
+                    });
+                }
+                let then = if fault.class == FaultClass::FailoverTwice { "; the next MAIN's too" } else { "" };
+                let what = format!("the node of {pod} stops answering for {} s, {end}{then}", fault.lasts.as_secs());
                 (what, Undo::NodeBack { pod, host, peers, gone }, Some(cluster.clone()))
             }
             FaultClass::Hung => {
@@ -492,6 +612,10 @@ impl World<'_> {
         if lasting {
             self.windows.push((until, self.history.len() - 1, undo));
         }
+        if let Some(after) = returns {
+            let window = self.history.len() - 1;
+            self.heal_on_intent.push(HealOnIntent { window, cluster, pod: write, after, intent_at: None });
+        }
         self.note(format!("fault: {what}"));
         true
     }
@@ -531,6 +655,8 @@ impl World<'_> {
                     server.set_replication_blocked(false);
                 }
             }
+            Undo::Unflap(pod) => self.kubelet.set_flap(&pod, None),
+            Undo::Reconnect(pod) => self.source.set_cut_off(&pod, false),
             Undo::Admit(key) => self.api.set_refused(&key, None),
             Undo::RestoreSpec { cluster, path, value } => {
                 self.edit_spec(&cluster, |s| {
@@ -563,8 +689,59 @@ impl World<'_> {
         }
     }
 
+    /// Faults that wait on the operator: `main-returns` ends its partition soon after the
+    /// failover's intent is recorded, `failover-twice` loses the next MAIN's node once a failover
+    /// completed. Dropped at the heal.
+    fn follow_failovers(&mut self, all: bool) {
+        if all {
+            self.heal_on_intent.clear();
+            self.after_failover.clear();
+            return;
+        }
+        let now = self.now();
+        let failover_of = |api: &crate::apiserver::ApiServer, cluster: &str| {
+            api.with_object(&Key::new("MemgraphCluster", NAMESPACE, cluster), |c| {
+                let f = &c["status"]["failover"];
+                (!f["intent"].is_null(), f["generation"].as_i64().unwrap_or(0))
+            })
+            .unwrap_or((false, 0))
+        };
+        let mut returning = Vec::new();
+        for heal in &mut self.heal_on_intent {
+            if heal.intent_at.is_none() && failover_of(&self.api, &heal.cluster).0 {
+                heal.intent_at = Some(now);
+            }
+            if heal.intent_at.is_some_and(|at| at + heal.after <= now)
+                && let Some(window) = self.windows.iter_mut().find(|w| w.1 == heal.window)
+                && window.0 > now
+            {
+                window.0 = now;
+                returning.push(heal.pod.clone());
+            }
+        }
+        for pod in returning {
+            self.note(format!("the old MAIN {pod} returns during the failover"));
+        }
+        let windows = &self.windows;
+        self.heal_on_intent.retain(|h| windows.iter().any(|w| w.1 == h.window));
+        for second in &mut self.after_failover {
+            let (intent, generation) = failover_of(&self.api, &second.cluster);
+            if second.completed_at.is_none() && !intent && generation > second.generation {
+                second.completed_at = Some(now);
+            }
+        }
+        let (due, waiting): (Vec<SecondLoss>, Vec<SecondLoss>) = std::mem::take(&mut self.after_failover)
+            .into_iter()
+            .partition(|s| s.completed_at.is_some_and(|at| at + s.after <= now));
+        self.after_failover = waiting;
+        for fault in due.into_iter().map(|s| s.fault) {
+            self.inject(&fault);
+        }
+    }
+
     /// End the windows that are over (or all of them).
     pub fn expire_windows(&mut self, all: bool) {
+        self.follow_failovers(all);
         let now = self.now();
         let (due, keep): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.windows).into_iter().partition(|(end, _, _)| all || *end <= now);

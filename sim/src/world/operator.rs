@@ -205,6 +205,11 @@ pub struct Gate {
     pub by: usize,
     writes: AtomicU64,
     crash_after: Mutex<Option<u64>>,
+    /// Armed by `failover-crash`: the cluster, and how many more of its steps (mutating API
+    /// calls and replication commands) the operator takes before it freezes.
+    crash_after_steps: Mutex<Option<(String, u64)>>,
+    /// The step the operator froze after, for the timeline.
+    last_step: Mutex<Option<String>>,
     frozen: AtomicBool,
     truth: TruthSource,
     /// Per cluster: the truth at the instants the operator looked in its current round (when it
@@ -239,6 +244,8 @@ impl Gate {
             by,
             writes: AtomicU64::new(0),
             crash_after: Mutex::new(None),
+            crash_after_steps: Mutex::new(None),
+            last_step: Mutex::new(None),
             frozen: AtomicBool::new(false),
             truth,
             rounds: Mutex::default(),
@@ -324,6 +331,32 @@ impl Gate {
         *lock(&self.crash_after) = Some(base + n);
     }
 
+    /// Freeze the operator right after its `n`th further step for `cluster`: a mutating API call
+    /// or a replication command (`SET REPLICATION ROLE`, `REGISTER`, `DROP REPLICA`), so that
+    /// over many seeds a crash lands on every step of a failover.
+    pub fn crash_after_steps(&self, cluster: &str, n: u64) {
+        *lock(&self.crash_after_steps) = Some((cluster.to_owned(), n));
+    }
+
+    /// The step a `failover-crash` froze the operator after (taken once).
+    pub fn take_crash_step(&self) -> Option<String> {
+        lock(&self.last_step).take()
+    }
+
+    fn stepped(&self, cluster: &str, what: &str) {
+        let mut armed = lock(&self.crash_after_steps);
+        let Some((c, left)) = armed.as_mut() else { return };
+        if c != cluster {
+            return;
+        }
+        *left = left.saturating_sub(1);
+        if *left == 0 {
+            *armed = None;
+            *lock(&self.last_step) = Some(what.to_owned());
+            self.frozen.store(true, Ordering::SeqCst);
+        }
+    }
+
     /// Whether the operator is frozen, waiting to be crashed.
     pub fn frozen(&self) -> bool {
         self.frozen.load(Ordering::SeqCst)
@@ -333,6 +366,7 @@ impl Gate {
     /// process does. The link to the API server stays as the faults left it.
     pub fn reset(&self) {
         *lock(&self.crash_after) = None;
+        *lock(&self.crash_after_steps) = None;
         self.frozen.store(false, Ordering::SeqCst);
         self.leading.store(false, Ordering::SeqCst);
         self.exited.store(false, Ordering::SeqCst);
@@ -344,6 +378,7 @@ impl Gate {
     /// at (the heal: the process keeps running).
     pub fn cancel_crash(&self) {
         *lock(&self.crash_after) = None;
+        *lock(&self.crash_after_steps) = None;
     }
 
     async fn hold(&self) {
@@ -543,9 +578,11 @@ impl Kube for GatedKube {
             .as_ref()
             .and_then(|l| l.get(LABEL_INSTANCE).cloned())
             .unwrap_or_else(|| self.gate.cluster_of(&name));
-        self.gate.record_write(&cluster, format!("apply {} {name}", T::kind(&())), false);
+        let what = format!("apply {} {name}", T::kind(&()));
+        self.gate.record_write(&cluster, what.clone(), false);
         let result = self.inner.as_operator(self.inner.apply(object)).await;
         self.gate.wrote();
+        self.gate.stepped(&cluster, &what);
         result
     }
     async fn delete<T: KubeObject>(&self, namespace: &str, name: &str) -> Result<(), KubeError> {
@@ -553,6 +590,16 @@ impl Kube for GatedKube {
         self.gate.record_write(&self.gate.cluster_of(name), format!("delete {} {name}", T::kind(&())), false);
         let result = self.inner.as_operator(self.inner.delete::<T>(namespace, name)).await;
         self.gate.wrote();
+        result
+    }
+    async fn delete_pod(&self, namespace: &str, pod: &str, uid: &str) -> Result<(), KubeError> {
+        self.gate.reach("delete", "Pod", namespace, pod).await?;
+        let cluster = self.gate.cluster_of(pod);
+        let what = format!("stop pod {pod}");
+        self.gate.record_write(&cluster, what.clone(), false);
+        let result = self.inner.as_operator(self.inner.delete_pod(namespace, pod, uid)).await;
+        self.gate.wrote();
+        self.gate.stepped(&cluster, &what);
         result
     }
     async fn patch_status(
@@ -571,6 +618,7 @@ impl Kube for GatedKube {
         self.gate.judge(name, |truth, acted| claims::status_false(truth, name, &new, acted));
         let result = self.inner.as_operator(self.inner.patch_status(namespace, name, status, resource_version)).await;
         self.gate.wrote();
+        self.gate.stepped(name, "patch status");
         result
     }
     async fn patch_pod_labels(
@@ -589,6 +637,7 @@ impl Kube for GatedKube {
         }
         let result = self.inner.as_operator(self.inner.patch_pod_labels(namespace, pod, uid, labels)).await;
         self.gate.wrote();
+        self.gate.stepped(&cluster, &format!("label {pod} {role:?}"));
         result
     }
     async fn set_finalizers(
@@ -655,6 +704,10 @@ impl Bolt for GatedBolt {
             });
         }
         let result = self.inner.run_within(address, query, params, timeout).await;
+        if ["SET REPLICATION ROLE", "REGISTER REPLICA", "DROP REPLICA"].iter().any(|c| query.starts_with(c)) {
+            let host = address.split('.').next().unwrap_or(address);
+            self.gate.stepped(&cluster, &format!("{query} on {host}"));
+        }
         if query == "SHOW REPLICAS" && address.starts_with(&format!("{cluster}-write-")) {
             let timed_out = matches!(result, Err(BoltError::Timeout { .. }));
             lock(&self.gate.log).rows_answers.push((cluster.clone(), sent_ms, timed_out));

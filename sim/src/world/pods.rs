@@ -87,6 +87,8 @@ pub struct Kubelet {
     rng: Rng,
     /// Pods on lost nodes, since when (shared with the truth: clients cannot reach them).
     lost: LostNodes,
+    /// Pods whose readiness flaps (shared with the truth).
+    flaps: Flaps,
     /// Startup delay range of Memgraph in a pod.
     pub startup: (Duration, Duration),
     /// The release an image tagged `latest` really is (an image older than its tag says).
@@ -97,6 +99,35 @@ pub struct Kubelet {
 
 /// Pods on lost nodes, since when.
 pub type LostNodes = Arc<Mutex<BTreeMap<String, Duration>>>;
+
+/// A pod whose readiness probe fails and passes in turn (a probe on an overloaded process):
+/// NotReady for `down`, then Ready for `up`, and so on from `start` until `until`, while its
+/// Memgraph keeps answering.
+#[derive(Debug, Clone, Copy)]
+pub struct Flap {
+    /// When the first NotReady stretch begins.
+    pub start: Duration,
+    /// When the flapping stops (Ready again for good).
+    pub until: Duration,
+    /// Each NotReady stretch.
+    pub down: Duration,
+    /// Each Ready stretch between them.
+    pub up: Duration,
+}
+
+impl Flap {
+    /// Whether the readiness probe fails at `now`.
+    pub fn unready(&self, now: Duration) -> bool {
+        if now < self.start || now >= self.until {
+            return false;
+        }
+        let cycle = (self.down + self.up).as_millis().max(1);
+        (now - self.start).as_millis() % cycle < self.down.as_millis()
+    }
+}
+
+/// Pods whose readiness flaps.
+pub type Flaps = Arc<Mutex<BTreeMap<String, Flap>>>;
 
 /// How long the node controller waits for a silent node before it marks its pods NotReady
 /// (Kubernetes' node-monitor grace period).
@@ -120,6 +151,7 @@ impl Kubelet {
             extra_args,
             rng: Rng::new(seed),
             lost: LostNodes::default(),
+            flaps: Flaps::default(),
             startup: (Duration::from_millis(500), Duration::from_secs(3)),
             latest: None,
             store: MemStore::new(),
@@ -139,6 +171,25 @@ impl Kubelet {
 
     fn lost(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Duration>> {
         self.lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The pods whose readiness flaps, shared.
+    pub fn flaps(&self) -> Flaps {
+        self.flaps.clone()
+    }
+
+    /// Make the readiness of `pod` flap (or stop it, with `None`).
+    pub fn set_flap(&mut self, pod: &str, flap: Option<Flap>) {
+        let mut flaps = self.flaps.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match flap {
+            Some(f) => flaps.insert(pod.to_owned(), f),
+            None => flaps.remove(pod),
+        };
+    }
+
+    fn flapped_unready(&self, pod: &str, now: Duration) -> bool {
+        let flaps = self.flaps.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        flaps.get(pod).is_some_and(|f| f.unready(now))
     }
 
     /// The node of `pod` stops answering: its kubelet no longer reports anything.
@@ -204,9 +255,20 @@ impl Kubelet {
         if ready_now == ready && restarts_now == restarts {
             return;
         }
+        // As Kubernetes writes it: to the second, and only when the status changes.
+        let transition = if ready_now == ready && !pod["status"]["conditions"][0]["lastTransitionTime"].is_null() {
+            pod["status"]["conditions"][0]["lastTransitionTime"].clone()
+        } else {
+            let now = memgraph_operator::clock::Clock::now(&self.clock);
+            json!(k8s_openapi::jiff::Timestamp::from_second(now.as_second()).unwrap_or(now).to_string())
+        };
         self.api.update(key, |pod| {
             pod["status"]["phase"] = json!(if ready { "Running" } else { "Pending" });
-            pod["status"]["conditions"] = json!([{"type": "Ready", "status": if ready { "True" } else { "False" }}]);
+            pod["status"]["conditions"] = json!([{
+                "type": "Ready",
+                "status": if ready { "True" } else { "False" },
+                "lastTransitionTime": transition,
+            }]);
             pod["status"]["containerStatuses"] =
                 json!([{"name": "memgraph", "restartCount": restarts, "ready": ready}]);
         });
@@ -476,7 +538,7 @@ impl Kubelet {
                     trace.record(now, format!("pod {} restarted", key.name));
                 }
                 Some(Phase::Running { .. }) => {
-                    let (ready, failed) = {
+                    let (running, failed) = {
                         let slots = lock(&self.slots);
                         let slot = slots.get(&key.name);
                         (
@@ -484,6 +546,7 @@ impl Kubelet {
                             slot.and_then(|s| s.start_error.clone()),
                         )
                     };
+                    let ready = running && !self.flapped_unready(&key.name, now);
                     if let Some(error) = failed {
                         trace.record(now, format!("pod {} failed to start: {error}", key.name));
                         sim.crash(host.clone());

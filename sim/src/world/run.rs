@@ -335,7 +335,7 @@ pub fn run(config: &RunConfig) -> RunReport {
     let mut kubelet = Kubelet::new(api.clone(), clock.clone(), args, rng.fork(2).next_u64());
     kubelet.store = store;
     let names: Vec<String> = setups.iter().map(|s| s.name.clone()).collect();
-    let source = TruthSource::new(api.clone(), kubelet.servers(), kubelet.lost_nodes(), names);
+    let source = TruthSource::new(api.clone(), kubelet.servers(), kubelet.lost_nodes(), kubelet.flaps(), names);
     let log = super::operator::SharedLog::default();
     let gates: Vec<Arc<Gate>> =
         (0..operator::OPERATOR_HOSTS.len()).map(|by| Arc::new(Gate::new(source.clone(), by, log.clone()))).collect();
@@ -616,8 +616,16 @@ fn finish(
             .history
             .iter()
             .filter(|(class, _, _, t)| {
-                matches!(class, FaultClass::MainKill | FaultClass::MainNodeLoss | FaultClass::MainPartitionReplicas)
-                    && t.as_deref() == Some(name.as_str())
+                matches!(
+                    class,
+                    FaultClass::MainKill
+                        | FaultClass::MainNodeLoss
+                        | FaultClass::MainPartitionReplicas
+                        | FaultClass::MainPartitionAll
+                        | FaultClass::MainReturns
+                        | FaultClass::FailoverCrash
+                        | FaultClass::FailoverTwice
+                ) && t.as_deref() == Some(name.as_str())
             })
             .map(|(class, start, end, _)| {
                 let end = (*end).min(Duration::from_millis(end_ms));

@@ -12,7 +12,7 @@ use fake_memgraph::{ReplicaState, Role, ServerHandle};
 use memgraph_operator::names::{ClusterNames, Instance, LABEL_INSTANCE};
 use serde_json::Value;
 
-use super::pods::LostNodes;
+use super::pods::{Flaps, LostNodes};
 use super::run::NAMESPACE;
 use crate::apiserver::{ApiServer, Key};
 
@@ -38,6 +38,15 @@ pub struct PodTruth {
     pub nodes: usize,
     /// Its last commit timestamp (0 when it does not run).
     pub ts: i64,
+    /// Its data diverged from the held MAIN's (it holds writes the MAIN does not have): what
+    /// registering it there would find, whether or not a `SHOW REPLICAS` row says so.
+    pub diverged: bool,
+    /// Its readiness flaps (the `main-flap` fault): NotReady stretches shorter than the
+    /// detection delay while its Memgraph answers.
+    pub flapping: bool,
+    /// It is partitioned from everyone (`main-partition-all`, `main-returns`): like a lost node
+    /// to the operators and the clients, though its kubelet still reports it Ready.
+    pub cut_off: bool,
 }
 
 impl PodTruth {
@@ -48,7 +57,12 @@ impl PodTruth {
 
     /// Whether clients routed to it are served: routable, reachable and answering.
     pub fn usable(&self) -> bool {
-        self.routable() && !self.hung && !self.lost_node
+        self.routable() && !self.unreachable()
+    }
+
+    /// Nobody can reach it to ask: frozen, on a lost node, or partitioned from everyone.
+    pub fn unreachable(&self) -> bool {
+        self.hung || self.lost_node || self.cut_off
     }
 }
 
@@ -213,14 +227,27 @@ pub struct TruthSource {
     api: ApiServer,
     servers: Servers,
     lost: LostNodes,
+    flaps: Flaps,
+    /// Pods partitioned from everyone (operators, peers, clients) by a fault.
+    cut_off: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     clusters: Arc<Vec<String>>,
 }
 
 impl TruthSource {
     /// A source over `api`, the running `servers` and the pods on `lost` nodes, for the named
     /// clusters.
-    pub fn new(api: ApiServer, servers: Servers, lost: LostNodes, clusters: Vec<String>) -> Self {
-        Self { api, servers, lost, clusters: Arc::new(clusters) }
+    pub fn new(api: ApiServer, servers: Servers, lost: LostNodes, flaps: Flaps, clusters: Vec<String>) -> Self {
+        Self { api, servers, lost, flaps, cut_off: Arc::default(), clusters: Arc::new(clusters) }
+    }
+
+    /// Mark `pod` as partitioned from everyone, or no longer.
+    pub fn set_cut_off(&self, pod: &str, cut_off: bool) {
+        let mut set = self.cut_off.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cut_off {
+            set.insert(pod.to_owned());
+        } else {
+            set.remove(pod);
+        }
     }
 
     /// The clusters of the run.
@@ -274,6 +301,10 @@ impl TruthSource {
                 .is_some_and(|s| s.role() == Role::Replica && main_uuid.as_deref() == Some(s.main_uuid().as_str()));
             let hung = server.as_ref().is_some_and(ServerHandle::is_hung);
             let lost_node = self.lost.lock().map(|l| l.contains_key(&name)).unwrap_or(false);
+            let flapping = self.flaps.lock().map(|f| f.contains_key(&name)).unwrap_or(false);
+            let cut_off = self.cut_off.lock().map(|c| c.contains(&name)).unwrap_or(false);
+            let diverged =
+                name != truth.main && server.as_ref().zip(main.as_ref()).is_some_and(|(s, main)| s.diverged_from(main));
             truth.pods.insert(
                 name,
                 PodTruth {
@@ -288,6 +319,9 @@ impl TruthSource {
                     // cleanup did not reach holds no more than the MAIN.
                     nodes: server.as_ref().map_or(0, |s| s.node_count_without(memgraph_operator::memgraph::TEST_LABEL)),
                     ts: server.as_ref().map_or(0, ServerHandle::timestamp),
+                    diverged,
+                    flapping,
+                    cut_off,
                 },
             );
         }

@@ -103,10 +103,11 @@ The permissions of the operator on the objects it manages: exactly the verbs it 
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["list", "watch", "create", "patch"]
-# Pods: watched for restarts, role labels set after verification.
+# Pods: watched for restarts, role labels set after verification; a failover deletes an old
+# MAIN that is Ready but does not answer (fencing).
 - apiGroups: [""]
   resources: ["pods"]
-  verbs: ["list", "watch", "patch"]
+  verbs: ["list", "watch", "patch", "delete"]
 # Secrets named in a cluster's spec (auth, S3) and the backup agent's key: read.
 - apiGroups: [""]
   resources: ["secrets"]

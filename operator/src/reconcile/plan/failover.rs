@@ -77,11 +77,34 @@ fn detect(p: &Planner<'_>, facts: &Facts, before: Option<&FailoverStatus>) -> Op
     if !down {
         return None;
     }
-    Some(down_since(
-        before.and_then(|f| f.main_down_since.as_ref()).map(|t| t.0),
-        p.obs.probe,
-        p.obs.started.unwrap_or(p.now),
-    ))
+    let recorded = before.and_then(|f| f.main_down_since.as_ref()).map(|t| t.0);
+    let look = p.obs.started.unwrap_or(p.now);
+    let pod = p.obs.pods.get(&facts.main_instance).filter(|pod| !pod.ready);
+    Some(match (matches!(facts.main, MainFacts::NotReady(_)), pod) {
+        (true, Some(pod)) => not_ready_since(recorded, p.obs.probe, look, pod.not_ready_since),
+        _ => down_since(recorded, p.obs.probe, look),
+    })
+}
+
+/// Since when a MAIN whose pod is not Ready has been down. Its Memgraph may still answer the
+/// probe (a readiness probe failing on a loaded process): it is down all the same, since the
+/// write Service routes to no pod that is not Ready. The `Ready` condition's transition time
+/// says since when it has been NotReady without a break; before that it was Ready, so an older
+/// recorded start does not count unless the probe has gone unanswered since before it (a lost
+/// node: unanswered first, marked NotReady later). Readiness that flaps in stretches shorter
+/// than the delay so never fails over, even when a look missed the Ready stretches between.
+fn not_ready_since(
+    recorded: Option<Timestamp>,
+    probe: ProbeView,
+    look: Timestamp,
+    transition: Option<Timestamp>,
+) -> Timestamp {
+    match (probe.failing_since, transition) {
+        (Some(failing), Some(t)) if failing <= t => down_since(recorded, probe, look),
+        (_, Some(t)) => t.min(look),
+        // No transition time: the looks' count, which answers to the probe do not restart.
+        (_, None) => down_since(recorded, ProbeView { last_answer: None, ..probe }, look),
+    }
 }
 
 /// Since when a MAIN this look found down has not answered: since the look began, or the
@@ -236,7 +259,9 @@ pub(super) fn plan_failover(p: &mut Planner<'_>, facts: &Facts) -> FailoverPlan 
         Ok(c) => {
             let generation = before.as_ref().map_or(0, |f| f.generation) + 1;
             let why = main_problem(facts);
-            let intent = start(p, facts, c, generation, &why);
+            let mut intent = start(p, facts, c, generation, &why);
+            // Recorded with the intent, made after it is written.
+            fence(p, &mut intent);
             if let Some(s) = status.as_mut() {
                 s.intent = Some(intent);
                 s.main_down_since = None;
@@ -333,6 +358,7 @@ fn start(p: &mut Planner<'_>, facts: &Facts, c: Candidate, generation: i64, why:
         reason: reason.clone(),
         may_lose_writes: !c.safe,
         kind: FAILOVER_KIND.to_owned(),
+        stopped: None,
     };
     unlabel(p, from);
     promote(p, c.instance, from);
@@ -443,6 +469,7 @@ pub(super) fn start_planned(
         reason,
         may_lose_writes: false,
         kind: kind.to_owned(),
+        stopped: None,
     }
 }
 
@@ -487,7 +514,45 @@ struct Next {
 
 /// One step of the failover under way; returns the state and whether a new intent must be
 /// written before the replication commands.
-fn advance(p: &mut Planner<'_>, facts: &Facts, seen: &[SeenReplica], intent: FailoverIntent) -> (Next, bool) {
+fn advance(p: &mut Planner<'_>, facts: &Facts, seen: &[SeenReplica], mut intent: FailoverIntent) -> (Next, bool) {
+    let fenced = fence(p, &mut intent);
+    let (next, record_first) = step(p, facts, seen, intent);
+    // A stop is recorded in the intent before the pod is deleted.
+    (next, record_first || fenced)
+}
+
+/// Fence the old MAIN of a failover that is Ready but does not answer: it cannot be demoted,
+/// and its process may still serve clients connected to it (a partition between it and the
+/// operator only), so its pod is deleted, once per failover. Its kubelet stops it if it can;
+/// on a lost node the deletion waits, and takes effect if the node comes back. The StatefulSet
+/// recreates the pod, and it is demoted when it answers. Returns whether the intent changed.
+fn fence(p: &mut Planner<'_>, intent: &mut FailoverIntent) -> bool {
+    if intent.kind != FAILOVER_KIND || intent.stopped.is_some() {
+        return false;
+    }
+    let Some(from) = Instance::from_status_name(&intent.from) else { return false };
+    let Some(pod) = p.obs.pods.get(&from) else { return false };
+    if !pod.ready || pod.terminating || !matches!(pod.memgraph, MemgraphState::Unreachable(_)) {
+        return false;
+    }
+    let (name, uid) = (pod.name.clone(), pod.uid.clone());
+    intent.stopped = Some(uid.clone());
+    p.push(Action::StopPod { pod: name.clone(), uid });
+    p.event(
+        EventType::Warning,
+        "FailoverStep",
+        "StopOldMain",
+        format!(
+            "Failover generation {}: deleting the pod {name} of the old MAIN, which is Ready but does not answer, so \
+             that clients still connected to it cannot write to it",
+            intent.generation
+        ),
+    );
+    true
+}
+
+/// One step of the failover under way (see [`advance`]).
+fn step(p: &mut Planner<'_>, facts: &Facts, seen: &[SeenReplica], intent: FailoverIntent) -> (Next, bool) {
     let before = p.obs.status.failover.clone().unwrap_or_default();
     let target = facts.main_instance;
     let from = Instance::from_status_name(&intent.from).unwrap_or(Instance::Write);
@@ -616,6 +681,7 @@ fn advance(p: &mut Planner<'_>, facts: &Facts, seen: &[SeenReplica], intent: Fai
             reason: format!("{} was lost before the {} to it completed", intent.to, intent.kind),
             may_lose_writes: false,
             kind: intent.kind.clone(),
+            stopped: None,
         };
         return (keep(back, None), true);
     }

@@ -196,6 +196,10 @@ pub fn hint(action: &Action) -> &'static str {
             "the API server refused the change: check admission policies and the operator's RBAC"
         }
         Action::Label { .. } => "the API server refused the label: check admission policies and the operator's RBAC",
+        Action::StopPod { .. } => {
+            "the API server refused to delete the old MAIN's pod: check admission policies and the operator's RBAC \
+             (delete on pods); until it is stopped, clients still connected to it may write to it"
+        }
         Action::CreateSnapshot { .. } => {
             "check the write pod's disk space and log; the next scheduled tick tries again"
         }

@@ -127,6 +127,15 @@ pub enum Action {
         /// The container restart count the role was verified at.
         restarts: i64,
     },
+    /// Delete a pod, only if it is still the pod with `uid`: the old MAIN a failover fences
+    /// when it is Ready but does not answer (its kubelet stops the process; the StatefulSet
+    /// then recreates it, and it is demoted when it answers).
+    StopPod {
+        /// Pod name.
+        pod: String,
+        /// Pod uid it was observed with.
+        uid: String,
+    },
     /// `CREATE SNAPSHOT` on the MAIN for a schedule tick, run only after the status claiming
     /// that tick is written.
     CreateSnapshot {
@@ -177,6 +186,7 @@ impl Action {
             | Action::RegisterReplica { instance: i, .. } => Some(replica_subject(&i.replica_name())),
             Action::DropReplica { name, .. } => Some(replica_subject(name)),
             Action::Label { pod, .. } => Some(format!("label {pod}")),
+            Action::StopPod { pod, .. } => Some(format!("stop {pod}")),
             Action::CreateSnapshot { .. } => Some(failures::SNAPSHOT_SUBJECT.to_owned()),
             Action::CreateAgentKey(_) => Some("backup agent key".to_owned()),
             Action::Event(e) => e.subject.clone(),

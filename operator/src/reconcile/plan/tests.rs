@@ -55,6 +55,7 @@ fn pod(instance: Instance, memgraph: MemgraphState) -> PodState {
         role_label: None,
         restarts: 0,
         verified_restarts: None,
+        not_ready_since: None,
         memgraph,
     }
 }
@@ -205,6 +206,13 @@ fn apply_actions(spec: &MemgraphClusterSpec, obs: &mut Observed, actions: &[Acti
                     p.verified_restarts = role.as_ref().map(|_| *restarts);
                 }
             }
+            Action::StopPod { pod, uid } => {
+                // Deleted gracefully: terminating, then stopped by its kubelet.
+                for p in obs.pods.values_mut().filter(|p| &p.name == pod && &p.uid == uid) {
+                    p.terminating = true;
+                    p.ready = false;
+                }
+            }
             Action::CreateAgentKey(_) => obs.agent_key_exists = true,
             Action::CreateSnapshot { .. } | Action::Event(_) => {}
         }
@@ -253,6 +261,7 @@ fn kinds(plan: &Plan) -> Vec<String> {
                 format!("Drop {name}{on}")
             }
             Action::Label { pod, role, .. } => format!("Label {pod} {}", role.as_deref().unwrap_or("-")),
+            Action::StopPod { pod, .. } => format!("StopPod {pod}"),
             Action::CreateSnapshot { .. } => "CreateSnapshot".to_owned(),
             Action::CreateAgentKey(_) => "CreateAgentKey".to_owned(),
             Action::Event(_) => unreachable!(),

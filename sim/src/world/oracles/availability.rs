@@ -41,7 +41,7 @@ impl Availability {
         // A replica can be verified only through its MAIN: while the MAIN is frozen, on a lost
         // node, or does not answer SHOW REPLICAS in time (2.21–3.0 wait on every unreachable
         // replica), nobody can tell whether a replica is in sync, so its label is not owed.
-        let main_observable = truth.write(cluster).is_some_and(|p| !p.hung && !p.lost_node) && !rows_blocked;
+        let main_observable = truth.write(cluster).is_some_and(|p| !p.unreachable()) && !rows_blocked;
         let names = ClusterNames::new(cluster, NAMESPACE);
         for instance in truth.replica_instances(cluster) {
             let pod = names.pod(instance);

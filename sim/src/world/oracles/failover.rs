@@ -42,9 +42,12 @@ impl FailoverTruth {
         // not Ready) loses nothing; what it does to writes is judged by the writes and
         // split-brain oracles. Only an established MAIN must be down for the delay first.
         let promoting = truth.status.as_ref().is_some_and(|s| !s["failover"]["intent"].is_null());
+        // A MAIN whose readiness flaps (`main-flap`) is healthy through its NotReady stretches:
+        // each is shorter than the detection delay, so none justifies a promotion.
+        let up = |p: &super::super::truth::PodTruth| p.usable() || (p.flapping && !p.terminating && !p.unreachable());
         let healthy = !operator_cut_off
             && !promoting
-            && truth.write(cluster).is_some_and(|p| p.usable() && p.role == Some(fake_memgraph::Role::Main))
+            && truth.write(cluster).is_some_and(|p| up(p) && p.role == Some(fake_memgraph::Role::Main))
             && !truth.main_lost_data(cluster);
         if healthy {
             let entry = self.healthy.entry(main).or_insert((now, now));

@@ -63,7 +63,10 @@ pub fn justifies_loose(class: FaultClass) -> bool {
             // the operator can look again.
             | FaultClass::NodeLoss
             | FaultClass::MainNodeLoss
+            | FaultClass::FailoverTwice
             | FaultClass::MainPartitionOperator
+            | FaultClass::MainPartitionAll
+            | FaultClass::MainReturns
             | FaultClass::AdmissionRefusal
             // The leader cannot read or write until the link heals or it exits and the
             // standby takes over (its wait for the Lease is operator downtime, not counted).

@@ -98,7 +98,7 @@ impl Routing {
             // nobody can reach it to look, and Kubernetes keeps it Ready until the node-monitor
             // grace ends, when the route guard takes its label at once. The clock of an episode
             // stops meanwhile, and runs on if the node comes back with the replica still wrong.
-            if wrong && pod.lost_node {
+            if wrong && (pod.lost_node || pod.cut_off) {
                 self.lagging.pause(cluster, &format!("read-endpoint {name}"), step);
                 continue;
             }

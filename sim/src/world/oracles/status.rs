@@ -94,18 +94,26 @@ impl StatusTruth {
             running && (!usable || ready_replicas < desired || spec_invalid),
             format!("phase Running while the MAIN is usable: {usable}, {ready_replicas} of {desired} replicas ready"),
         );
-        let diverged = truth.rows.values().any(|r| r.state == Some(fake_memgraph::ReplicaState::Diverged));
+        // A refused registration leaves a row with an empty `data_info`, not a `diverged` one,
+        // so the rows alone miss most divergence after a failover: the data tell. Saying
+        // "diverged" is right while any pod's data diverged; saying "none" is wrong once a row
+        // shows it or a ready REPLICA that the operator can register has diverged.
+        let row_diverged = truth.rows.values().any(|r| r.state == Some(fake_memgraph::ReplicaState::Diverged));
+        let any_diverged = row_diverged || truth.pods.values().any(|p| p.diverged);
+        let seen_diverged = row_diverged
+            || truth.pods.values().any(|p| p.diverged && p.usable() && p.role == Some(fake_memgraph::Role::Replica));
         let divergence_true = condition_is(status, "DataDivergence", "True");
         // Divergence is found by looking at the MAIN: while it is frozen or on a lost node the
         // last finding stands, right or wrong.
-        let observable = write.is_some_and(|p| !p.hung && !p.lost_node);
+        let observable = write.is_some_and(|p| !p.unreachable());
         // `Unknown` claims nothing (the operator could not count the read pods that would tell).
         let divergence_false = condition_is(status, "DataDivergence", "False");
         claim(
             "DataDivergence",
-            observable && (if diverged || lost { divergence_false } else { divergence_true }),
+            observable && ((seen_diverged || lost) && divergence_false || !(any_diverged || lost) && divergence_true),
             format!(
-                "DataDivergence is {divergence_true} while a replica diverged: {diverged}, the MAIN lost its data: {lost}"
+                "DataDivergence is {divergence_true} while a replica diverged: {any_diverged} (seen: {seen_diverged}), \
+                 the MAIN lost its data: {lost}"
             ),
         );
         let says_invalid = condition_is(status, "InvalidSpec", "True");

@@ -160,7 +160,9 @@ impl ValidationTruth {
         // A change shows at the next connectivity check (every connectivity interval), whose
         // `RETURN 1` to an instance that does not answer waits the probe timeout (5 s).
         let extra = interval(truth.spec.as_ref(), "connectivityIntervalSeconds", 30) + Duration::from_secs(5);
-        let answers = |pod: &str| truth.pods.get(pod).is_some_and(|p| p.role.is_some() && !p.hung && !p.lost_node);
+        // As the check asks: a pod that is not Ready is not asked (no Service routes to it), so
+        // it does not answer, whatever its process would say.
+        let answers = |pod: &str| truth.pods.get(pod).is_some_and(|p| p.role.is_some() && p.ready && !p.unreachable());
         let write_answers = answers(&write_pod(cluster));
         let silent: Vec<String> =
             (0..truth.desired()).filter(|i| !answers(&read_pod(cluster, *i))).map(|i| format!("read-{i}")).collect();
@@ -268,8 +270,11 @@ mod tests {
             follows_main: role == Role::Replica,
             hung: false,
             lost_node: false,
+            cut_off: false,
             nodes: 1,
             ts,
+            diverged: false,
+            flapping: false,
         }
     }
 

@@ -122,6 +122,61 @@ fn an_answer_to_the_health_probe_restarts_the_count() {
     assert!(kinds(&due).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&due));
 }
 
+/// The write pod turns NotReady at `since` while its Memgraph still answers (the probe too).
+fn write_pod_not_ready(obs: &mut Observed, since: Timestamp) {
+    let pod = obs.pods.get_mut(&Instance::Write).expect("write pod");
+    pod.ready = false;
+    pod.not_ready_since = Some(since);
+    obs.probe = ProbeView { failing_since: None, last_answer: Some(since) };
+}
+
+#[test]
+fn a_main_not_ready_for_the_delay_is_failed_over_though_it_answers() {
+    let (spec, mut obs) = sync_cluster(2);
+    write_pod_not_ready(&mut obs, now());
+    // It answers every probe: without the pod's own transition time each answer would restart
+    // the count, and a MAIN no Service routes to would never be replaced.
+    obs.probe.last_answer = Some(at(4));
+    let early = plan(&spec, &obs, at(4));
+    assert!(!kinds(&early).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&early));
+    apply(&spec, &mut obs, &early);
+    assert_eq!(failover(&obs).main_down_since.map(|t| t.0), Some(now()), "since the pod turned NotReady");
+    obs.probe.last_answer = Some(at(6));
+    let due = plan(&spec, &obs, at(6));
+    assert!(kinds(&due).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&due));
+}
+
+#[test]
+fn flapping_readiness_in_stretches_shorter_than_the_delay_promotes_nothing() {
+    let (spec, mut obs) = sync_cluster(2);
+    // NotReady at 0 s: the look records it.
+    write_pod_not_ready(&mut obs, now());
+    let first = plan(&spec, &obs, at(1));
+    apply(&spec, &mut obs, &first);
+    assert_eq!(failover(&obs).main_down_since.map(|t| t.0), Some(now()));
+    // Ready from 2 s to 4 s, which no look saw; NotReady again since 4 s. The recorded start
+    // is older than the transition, so the pod was Ready between: the count starts at 4 s.
+    write_pod_not_ready(&mut obs, at(4));
+    let later = plan(&spec, &obs, at(6));
+    assert!(!kinds(&later).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&later));
+    apply(&spec, &mut obs, &later);
+    assert_eq!(failover(&obs).main_down_since.map(|t| t.0), Some(at(4)));
+}
+
+#[test]
+fn a_lost_node_counts_from_the_first_unanswered_probe_not_from_notready() {
+    let (spec, mut obs) = sync_cluster(2);
+    lose_write_pod(&mut obs);
+    obs.probe = ProbeView { failing_since: Some(now()), last_answer: None };
+    // The node controller marks the pod NotReady only after its grace, 40 s on.
+    let pod = obs.pods.get_mut(&Instance::Write).expect("write pod");
+    pod.ready = false;
+    pod.not_ready_since = Some(at(40));
+    let plan_at = plan(&spec, &obs, at(41));
+    apply(&spec, &mut obs, &plan_at);
+    assert_eq!(failover(&obs).main_down_since.map(|t| t.0), Some(now()));
+}
+
 fn obs_rows(obs: &Observed) -> Vec<ReplicaRow> {
     obs.status
         .failover
@@ -182,6 +237,46 @@ fn the_most_up_to_date_safe_replica_is_promoted_after_the_intent_is_recorded() {
     assert!(promote.subject().is_some_and(|s| s.starts_with(REPLICA_SUBJECT_PREFIX)));
 }
 
+/// The write pod, stopped by a failover, is recreated and answers as the MAIN it was, with its
+/// old replica list.
+fn old_main_returns(obs: &mut Observed) {
+    let old_rows = obs_rows(obs);
+    let pod = obs.pods.get_mut(&Instance::Write).expect("pod");
+    (pod.uid, pod.terminating, pod.ready) = ("uid-recreated".into(), false, true);
+    pod.memgraph = MemgraphState::Main { replicas: Some(Ok(old_rows)), nodes: Some(5) };
+}
+
+#[test]
+fn an_old_main_that_is_ready_but_silent_is_stopped_once_after_the_intent_records_it() {
+    let (spec, mut obs) = write_pod_found_down();
+    let start = plan(&spec, &obs, at(5));
+    let k = kinds(&start);
+    assert!(k.contains(&"StopPod c-write-0".to_owned()), "{k:?}");
+    assert!(start.record_first, "the stop is recorded before it is made");
+    let intent = start.status.failover.as_ref().and_then(|f| f.intent.clone()).expect("intent");
+    assert_eq!(intent.stopped.as_deref(), Some("uid-c-write-0"));
+    // The stop runs after the status write, with the promotion.
+    let stop = start.actions.iter().find(|a| matches!(a, Action::StopPod { .. })).expect("stop");
+    assert!(!stop.subject().is_some_and(|s| s.starts_with(REPLICA_SUBJECT_PREFIX)), "its own subject");
+    // Its StatefulSet recreates it (a new uid) and it is Ready and silent again: not stopped twice.
+    apply(&spec, &mut obs, &start);
+    let pod = obs.pods.get_mut(&Instance::Write).expect("pod");
+    (pod.uid, pod.terminating, pod.ready) = ("uid-new".into(), false, true);
+    let again = plan(&spec, &obs, at(6));
+    assert!(!kinds(&again).iter().any(|k| k.starts_with("StopPod")), "{:?}", kinds(&again));
+}
+
+#[test]
+fn an_old_main_that_is_not_ready_is_not_stopped() {
+    let (spec, mut obs) = write_pod_found_down();
+    // Crashed, or on a node marked NotReady: no Service routes to it and its kubelet restarts or
+    // cannot reach it; there is nothing to fence.
+    obs.pods.get_mut(&Instance::Write).expect("pod").ready = false;
+    let start = plan(&spec, &obs, at(5));
+    assert!(kinds(&start).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&start));
+    assert!(!kinds(&start).iter().any(|k| k.starts_with("StopPod")), "{:?}", kinds(&start));
+}
+
 #[test]
 fn a_failover_completes_and_the_old_main_rejoins_as_a_replica() {
     let (spec, mut obs) = write_pod_found_down();
@@ -192,10 +287,9 @@ fn a_failover_completes_and_the_old_main_rejoins_as_a_replica() {
     assert_eq!(labelled(&obs, "replica"), ["c-read-1-0"]);
     let rows = rows_of(&mut obs, Instance::Read(0)).expect("new MAIN's rows").clone();
     assert_eq!(rows.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["read_1"]);
-    // The old MAIN comes back as a MAIN with its old replica list: demoted, then registered.
-    let old_rows = obs_rows(&obs);
-    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
-        MemgraphState::Main { replicas: Some(Ok(old_rows)), nodes: Some(5) };
+    // The old MAIN, stopped by the failover, comes back as a MAIN with its old replica list:
+    // demoted, then registered.
+    old_main_returns(&mut obs);
     let back = plan(&spec, &obs, at(20));
     let k = kinds(&back);
     assert!(k.contains(&"SetReplicaRole write".to_owned()), "{k:?}");
@@ -306,9 +400,7 @@ fn a_failover_is_rolled_back_when_the_old_main_returns_before_the_target_answers
 fn the_main_moves_back_to_the_write_pod_once_it_has_been_in_sync() {
     let (spec, mut obs) = write_pod_found_down();
     settle_at(&spec, &mut obs, at(6));
-    let old_rows = obs_rows(&obs);
-    obs.pods.get_mut(&Instance::Write).expect("pod").memgraph =
-        MemgraphState::Main { replicas: Some(Ok(old_rows)), nodes: Some(5) };
+    old_main_returns(&mut obs);
     settle_at(&spec, &mut obs, at(20));
     assert_eq!(failover(&obs).main, "read-0");
     // In sync for less than switchBackAfterSeconds: it stays.
