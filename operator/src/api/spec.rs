@@ -439,7 +439,9 @@ fn default_degrade_after() -> i32 {
 #[serde(rename_all = "camelCase")]
 pub struct FailoverSpec {
     /// Promote a read replica when the MAIN has not answered, or its pod has not been Ready, for
-    /// `detectionDelaySeconds`. Default false.
+    /// `detectionDelaySeconds`. The old MAIN is demoted if it answers; if its pod is Ready but
+    /// it does not answer, the pod is deleted once to cut off clients still connected to it
+    /// (it is demoted when it comes back). Default false.
     #[serde(default)]
     pub enabled: bool,
     /// How long the MAIN must stay down before a failover; a fresh probe must confirm it at the

@@ -34,10 +34,10 @@ struct Cli {
     /// Use every listed fault class in each run instead of a random subset.
     #[arg(long)]
     every_class: bool,
-    /// Turn failover on in half the clusters whatever the fault classes (by default only runs
-    /// that may draw a class aimed at the MAIN do).
+    /// Turn failover on only in runs that may draw a fault class aimed at the MAIN (by default
+    /// it is on in half the clusters of every run, drawn from the seed).
     #[arg(long)]
-    failover: bool,
+    no_failover: bool,
     /// Simulated seconds of faults per run.
     #[arg(long, default_value_t = 600)]
     duration: u64,
@@ -91,7 +91,7 @@ fn config(cli: &Cli, seed: u64, classes: &[FaultClass], schedule: Option<Schedul
         schedule,
         clusters: cli.clusters,
         picture: cli.svg.is_some(),
-        failover_everywhere: cli.failover,
+        failover_everywhere: !cli.no_failover,
     }
 }
 
@@ -106,8 +106,8 @@ fn replay_command(cli: &Cli, seed: u64) -> String {
     if cli.every_class {
         cmd.push_str(" --every-class");
     }
-    if cli.failover {
-        cmd.push_str(" --failover");
+    if cli.no_failover {
+        cmd.push_str(" --no-failover");
     }
     if let Some(n) = cli.clusters {
         cmd.push_str(&format!(" --clusters {n}"));

@@ -94,10 +94,9 @@ impl Setup {
 /// The detection delay of the clusters with failover (the spec's default).
 pub const FAILOVER_DELAY_SECONDS: u64 = 5;
 
-/// Which clusters fail over automatically: with `on` (a run that may draw a fault class aimed
-/// at the MAIN, or `--failover`), half of them, drawn from a stream of their own so that the
-/// other draws of a seed stay what they were before failover existed. The default sweep keeps
-/// failover off: with it on it still finds a violation (see the README's known limits).
+/// Which clusters fail over automatically: with `on` (the default, or with `--no-failover` a
+/// run that may draw a fault class aimed at the MAIN), half of them, drawn from a stream of
+/// their own so that the other draws of a seed stay what they were before failover existed.
 pub fn draw_failover(rng: &mut Rng, setups: &mut [Setup], on: bool) {
     for setup in setups.iter_mut() {
         setup.failover = on && rng.chance(0.5);

@@ -189,8 +189,8 @@ pub struct RunConfig {
     pub clusters: Option<usize>,
     /// Draw the run as a picture.
     pub picture: bool,
-    /// Turn failover on in half the clusters whatever the fault classes (by default only runs
-    /// that may draw a class aimed at the MAIN do).
+    /// Turn failover on in half the clusters whatever the fault classes (the default); `false`:
+    /// only in runs that may draw a class aimed at the MAIN.
     pub failover_everywhere: bool,
 }
 
@@ -206,7 +206,7 @@ impl Default for RunConfig {
             schedule: None,
             clusters: None,
             picture: false,
-            failover_everywhere: false,
+            failover_everywhere: true,
         }
     }
 }
