@@ -612,6 +612,7 @@ fn finish(
         let (freshness, found) = reads::judge(name, &ledger, &mains, &lost, &cond, &excused, &world.starts);
         violations.extend(found);
         violations.extend(failover::split_brain(name, &ledger.acked, &state.failover.promotions));
+        violations.extend(failover::strict_second_main(name, &ledger.acked, &state.failover));
         let losses: Vec<(String, Duration, Duration)> = world
             .history
             .iter()

@@ -30,6 +30,27 @@ pub struct FailoverTruth {
     /// Demotions the operator sent: when, and to which pod.
     pub demotions: Vec<(u64, String)>,
     judged: usize,
+    /// Stretches in which a pod was the held MAIN and answered as a MAIN: (pod, from, to).
+    pub reigns: Vec<(String, Duration, Duration)>,
+    /// Stretches in which the spec asked for STRICT_SYNC: (from, to).
+    pub strict: Vec<(Duration, Duration)>,
+}
+
+/// How long an acknowledgement may trail the commit it reports, and a sample the truth: a
+/// STRICT_SYNC commit completed on the old MAIN just before the promotion may be acknowledged
+/// just after it (samples are 100 ms apart, the client's link 1 to 2 ms).
+const ACK_IN_FLIGHT: Duration = Duration::from_millis(500);
+/// How long STRICT_SYNC must have been asked for before an acknowledgement is judged by it: a
+/// mode change re-registers the replicas over a few reconciles.
+const STRICT_SETTLED: Duration = Duration::from_secs(30);
+
+/// Extend the last stretch in `stretches` to `now`, or start one (a gap of a sample or more
+/// starts a new one).
+fn extend(stretches: &mut Vec<(Duration, Duration)>, now: Duration) {
+    match stretches.last_mut() {
+        Some(last) if now.saturating_sub(last.1) <= Duration::from_millis(250) => last.1 = now,
+        _ => stretches.push((now, now)),
+    }
 }
 
 impl FailoverTruth {
@@ -37,6 +58,17 @@ impl FailoverTruth {
     /// the cluster's pods is in force (the operator cannot see the MAIN then).
     pub fn sample(&mut self, now: Duration, cluster: &str, truth: &ClusterTruth, operator_cut_off: bool) {
         let main = truth.main_pod(cluster);
+        if truth.write(cluster).is_some_and(|p| p.role == Some(fake_memgraph::Role::Main)) {
+            match self.reigns.last_mut() {
+                Some(last) if last.0 == main && now.saturating_sub(last.2) <= Duration::from_millis(250) => {
+                    last.2 = now
+                }
+                _ => self.reigns.push((main.clone(), now, now)),
+            }
+        }
+        if truth.mode() == "strict_sync" {
+            extend(&mut self.strict, now);
+        }
         // A MAIN still being promoted (the intent stands) is not labelled: no client writes to
         // it, so finishing, replacing or undoing the promotion on a sign that it failed (its pod
         // not Ready) loses nothing; what it does to writes is judged by the writes and
@@ -127,6 +159,37 @@ pub fn split_brain(cluster: &str, acks: &[Ack], promotions: &[(u64, String)]) ->
     out
 }
 
+/// Under STRICT_SYNC no MAIN but the one held acknowledges a write once that one is promoted
+/// and answers as MAIN: the promoted replica no longer confirms the old MAIN's commits, so they
+/// abort (the "none at all"). An acknowledgement by another pod while a different
+/// pod has reigned for [`ACK_IN_FLIGHT`], in a stretch STRICT_SYNC has been asked for since
+/// [`STRICT_SETTLED`] before, is a violation.
+pub fn strict_second_main(cluster: &str, acks: &[Ack], truth: &FailoverTruth) -> Vec<Violation> {
+    let mut out = Vec::new();
+    let mut reported = BTreeSet::new();
+    for ack in acks {
+        let at = Duration::from_millis(ack.at_ms);
+        let strict = truth.strict.iter().any(|(from, to)| *from + STRICT_SETTLED <= at && at <= *to);
+        let other =
+            truth.reigns.iter().find(|(pod, from, to)| *pod != ack.pod && *from + ACK_IN_FLIGHT <= at && at <= *to);
+        if let (true, Some((pod, from, _))) = (strict, other)
+            && reported.insert(ack.pod.clone())
+        {
+            out.push(Violation {
+                at_ms: ack.at_ms,
+                cluster: cluster.to_owned(),
+                what: format!(
+                    "under STRICT_SYNC {} acknowledged write {} while {pod} was the MAIN (since {:.1} s)",
+                    ack.pod,
+                    ack.id,
+                    from.as_secs_f64()
+                ),
+            });
+        }
+    }
+    out
+}
+
 /// One loss of the MAIN and how clients got their writes back.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recovery {
@@ -210,6 +273,24 @@ mod tests {
         // Back to the old MAIN once it is promoted again.
         let back = [ack(1, 100, "w"), ack(2, 9_000, "r0"), ack(3, 20_000, "w")];
         assert!(split_brain("g", &back, &[(8_000, "r0".to_owned()), (19_000, "w".to_owned())]).is_empty());
+    }
+
+    #[test]
+    fn under_strict_sync_an_old_main_acknowledges_nothing_once_the_new_one_reigns() {
+        let secs = Duration::from_secs;
+        let truth = FailoverTruth {
+            reigns: vec![("w".into(), secs(0), secs(50)), ("r0".into(), secs(50), secs(100))],
+            strict: vec![(secs(0), secs(100))],
+            ..FailoverTruth::default()
+        };
+        // The new MAIN has not acknowledged anything yet: the old one's write counts all the same.
+        let found = strict_second_main("g", &[ack(1, 40_000, "w"), ack(2, 60_000, "w")], &truth);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].what.contains("w acknowledged write 2 while r0"), "{}", found[0].what);
+        // In flight across the promotion, or not STRICT_SYNC: nothing.
+        assert!(strict_second_main("g", &[ack(3, 50_300, "w")], &truth).is_empty());
+        let sync = FailoverTruth { strict: vec![(secs(0), secs(55))], ..truth };
+        assert!(strict_second_main("g", &[ack(2, 60_000, "w")], &sync).is_empty());
     }
 
     #[test]
