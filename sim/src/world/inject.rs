@@ -435,7 +435,10 @@ impl World<'_> {
                 (what, Undo::All(undo), Some(cluster.clone()))
             }
             FaultClass::MainFlap => {
-                if !pods.contains(&write) {
+                // One flap per pod at a time: a second would join its NotReady stretch to the
+                // first's into one longer than the class promises (and the first's end would
+                // stop the second).
+                if !pods.contains(&write) || self.kubelet.flapping(&write) {
                     return false;
                 }
                 let down = Duration::from_millis(1_000 + pick % 2_000);

@@ -187,6 +187,11 @@ impl Kubelet {
         };
     }
 
+    /// Whether the readiness of `pod` flaps now.
+    pub fn flapping(&self, pod: &str) -> bool {
+        self.flaps.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains_key(pod)
+    }
+
     fn flapped_unready(&self, pod: &str, now: Duration) -> bool {
         let flaps = self.flaps.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         flaps.get(pod).is_some_and(|f| f.unready(now))

@@ -81,7 +81,7 @@ fn detect(p: &Planner<'_>, facts: &Facts, before: Option<&FailoverStatus>) -> Op
     let look = p.obs.started.unwrap_or(p.now);
     let pod = p.obs.pods.get(&facts.main_instance).filter(|pod| !pod.ready);
     Some(match (matches!(facts.main, MainFacts::NotReady(_)), pod) {
-        (true, Some(pod)) => not_ready_since(recorded, p.obs.probe, look, pod.not_ready_since),
+        (true, Some(pod)) => not_ready_since(recorded, p.obs.probe, look, p.now, pod.not_ready_since),
         _ => down_since(recorded, p.obs.probe, look),
     })
 }
@@ -93,18 +93,32 @@ fn detect(p: &Planner<'_>, facts: &Facts, before: Option<&FailoverStatus>) -> Op
 /// recorded start does not count unless the probe has gone unanswered since before it (a lost
 /// node: unanswered first, marked NotReady later). Readiness that flaps in stretches shorter
 /// than the delay so never fails over, even when a look missed the Ready stretches between.
+/// The transition time is read as the latest moment it may stand for, so the count never starts
+/// before the pod turned NotReady.
 fn not_ready_since(
     recorded: Option<Timestamp>,
     probe: ProbeView,
     look: Timestamp,
+    now: Timestamp,
     transition: Option<Timestamp>,
 ) -> Timestamp {
+    let transition = transition.map(latest_within_its_second);
     match (probe.failing_since, transition) {
         (Some(failing), Some(t)) if failing <= t => down_since(recorded, probe, look),
-        (_, Some(t)) => t.min(look),
+        // Not after now: an API server whose clock runs ahead of the operator's. Not capped by
+        // the look's start either, since the look may have begun before the pod turned NotReady.
+        (_, Some(t)) => t.min(now),
         // No transition time: the looks' count, which answers to the probe do not restart.
         (_, None) => down_since(recorded, ProbeView { last_answer: None, ..probe }, look),
     }
+}
+
+/// The latest moment a transition time written in whole seconds may stand for. Kubernetes
+/// writes a condition's `lastTransitionTime` truncated to the second, so the pod turned NotReady
+/// up to a second after it: counting from the truncated time would fail over a MAIN that had
+/// been NotReady for less than the delay. A time with a fraction is exact and kept.
+fn latest_within_its_second(t: Timestamp) -> Timestamp {
+    if t.subsec_nanosecond() == 0 { t.checked_add(std::time::Duration::from_secs(1)).unwrap_or(t) } else { t }
 }
 
 /// Since when a MAIN this look found down has not answered: since the look began, or the

@@ -8,11 +8,15 @@ use serde_json::Value;
 
 use super::super::truth::ClusterTruth;
 use super::{Conditions, Lagging, Violation};
+use memgraph_operator::reconcile::plan::INVALID_GRACE;
 
 /// Status checks with their memory between samples.
 #[derive(Debug, Default)]
 pub struct StatusTruth {
     lagging: Lagging,
+    /// Clusters whose missed divergence began behind an `invalid` row: the operator's grace
+    /// stays in the bound while it registers the replica again (the row is gone meanwhile).
+    behind_invalid: std::collections::BTreeSet<String>,
 }
 
 fn condition<'a>(status: &'a Value, type_: &str) -> Option<&'a Value> {
@@ -102,26 +106,56 @@ impl StatusTruth {
         let any_diverged = row_diverged || truth.pods.values().any(|p| p.diverged);
         let seen_diverged = row_diverged
             || truth.pods.values().any(|p| p.diverged && p.usable() && p.role == Some(fake_memgraph::Role::Replica));
+        // A diverged replica whose row on the MAIN is `invalid` (it obeys another MAIN's UUID:
+        // its registration here failed, or a later MAIN registered it) shows nothing on that
+        // row: the operator finds the divergence only by registering it again, which it does
+        // once the row has been invalid for its grace (60 s, so a transient `invalid` is not
+        // churned); the refusals that follow then tell. That grace is added to the bound.
+        let behind_invalid_rows = !row_diverged
+            && truth
+                .pods
+                .iter()
+                .filter(|(_, p)| p.diverged && p.usable() && p.role == Some(fake_memgraph::Role::Replica))
+                .all(|(name, _)| {
+                    let prefix = format!("{name}.");
+                    truth.rows.values().any(|r| {
+                        r.address.starts_with(&prefix) && r.state == Some(fake_memgraph::ReplicaState::Invalid)
+                    })
+                });
         let divergence_true = condition_is(status, "DataDivergence", "True");
         // Divergence is found by looking at the MAIN: while it is frozen or on a lost node the
         // last finding stands, right or wrong.
         let observable = write.is_some_and(|p| !p.unreachable());
         // `Unknown` claims nothing (the operator could not count the read pods that would tell).
         let divergence_false = condition_is(status, "DataDivergence", "False");
-        claim(
-            "DataDivergence",
-            observable && ((seen_diverged || lost) && divergence_false || !(any_diverged || lost) && divergence_true),
-            format!(
-                "DataDivergence is {divergence_true} while a replica diverged: {any_diverged} (seen: {seen_diverged}), \
-                 the MAIN lost its data: {lost}"
-            ),
-        );
         let says_invalid = condition_is(status, "InvalidSpec", "True");
         claim(
             "InvalidSpec",
             condition(status, "InvalidSpec").is_some() && says_invalid != spec_invalid,
             format!("InvalidSpec is {says_invalid} while the spec is invalid: {spec_invalid}"),
         );
+        let missed = (seen_diverged || lost) && divergence_false;
+        if !missed || lost {
+            self.behind_invalid.remove(cluster);
+        } else if behind_invalid_rows {
+            self.behind_invalid.insert(cluster.to_owned());
+        }
+        let extra = if self.behind_invalid.contains(cluster) { INVALID_GRACE } else { Duration::ZERO };
+        let what = format!(
+            "DataDivergence is {divergence_true} while a replica diverged: {any_diverged} (seen: {seen_diverged}), the \
+             MAIN lost its data: {lost}{}",
+            if extra.is_zero() { "" } else { " (its row on the MAIN is invalid: found by registering it again)" }
+        );
+        out.extend(self.lagging.claim_within(
+            cond,
+            extra,
+            now,
+            step,
+            cluster,
+            "status DataDivergence".to_owned(),
+            observable && (missed || !(any_diverged || lost) && divergence_true),
+            || what,
+        ));
         out
     }
 }

@@ -140,7 +140,8 @@ fn a_main_not_ready_for_the_delay_is_failed_over_though_it_answers() {
     let early = plan(&spec, &obs, at(4));
     assert!(!kinds(&early).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&early));
     apply(&spec, &mut obs, &early);
-    assert_eq!(failover(&obs).main_down_since.map(|t| t.0), Some(now()), "since the pod turned NotReady");
+    // Written in whole seconds, the transition may stand for any moment of its second.
+    assert_eq!(failover(&obs).main_down_since.map(|t| t.0), Some(at(1)), "since the pod turned NotReady");
     obs.probe.last_answer = Some(at(6));
     let due = plan(&spec, &obs, at(6));
     assert!(kinds(&due).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&due));
@@ -153,14 +154,30 @@ fn flapping_readiness_in_stretches_shorter_than_the_delay_promotes_nothing() {
     write_pod_not_ready(&mut obs, now());
     let first = plan(&spec, &obs, at(1));
     apply(&spec, &mut obs, &first);
-    assert_eq!(failover(&obs).main_down_since.map(|t| t.0), Some(now()));
+    assert_eq!(failover(&obs).main_down_since.map(|t| t.0), Some(at(1)));
     // Ready from 2 s to 4 s, which no look saw; NotReady again since 4 s. The recorded start
     // is older than the transition, so the pod was Ready between: the count starts at 4 s.
     write_pod_not_ready(&mut obs, at(4));
     let later = plan(&spec, &obs, at(6));
     assert!(!kinds(&later).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&later));
     apply(&spec, &mut obs, &later);
-    assert_eq!(failover(&obs).main_down_since.map(|t| t.0), Some(at(4)));
+    assert_eq!(failover(&obs).main_down_since.map(|t| t.0), Some(at(5)));
+}
+
+#[test]
+fn a_transition_time_in_whole_seconds_counts_from_the_end_of_its_second() {
+    let (spec, mut obs) = sync_cluster(2);
+    // NotReady at 0.6 s, written by the API server as 0 s.
+    write_pod_not_ready(&mut obs, now());
+    let first = plan(&spec, &obs, at(2));
+    apply(&spec, &mut obs, &first);
+    // At 5.5 s it has been NotReady for 4.9 s: less than the delay of 5 s.
+    let early_at = at(5).checked_add(std::time::Duration::from_millis(500)).expect("time");
+    let early = plan(&spec, &obs, early_at);
+    assert!(!kinds(&early).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&early));
+    apply(&spec, &mut obs, &early);
+    let due = plan(&spec, &obs, at(6));
+    assert!(kinds(&due).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&due));
 }
 
 #[test]
