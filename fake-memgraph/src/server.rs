@@ -288,6 +288,21 @@ impl ServerHandle {
         crate::replication::main_side::diverged(&main.inst.core().storage, &info)
     }
 
+    /// Whether this instance went on past where the MAIN `main` left its lineage: it follows an
+    /// epoch in `main`'s history, with commits after the point `main` was promoted from it
+    /// (writes of an old MAIN that `main` never received). One with a foreign history, or one
+    /// that is merely behind, is not.
+    pub fn ahead_in_lineage_of(&self, main: &ServerHandle) -> bool {
+        let (ts, epoch) = {
+            let core = self.inst.core();
+            (core.storage.ts, core.storage.epoch.clone())
+        };
+        let main = main.inst.core();
+        ts != 0
+            && epoch != main.storage.epoch
+            && main.storage.history.iter().rev().find(|(e, _)| *e == epoch).is_some_and(|(_, last)| ts > *last)
+    }
+
     /// The default database's UUID.
     pub fn db_uuid(&self) -> String {
         self.inst.core().storage.db_uuid.clone()

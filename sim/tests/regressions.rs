@@ -87,6 +87,9 @@ regression! {
     // mid-commit left a write on one replica and not on the one promoted. The operator rightly reported that replica diverged
     // (its registration refused with Error: 3, its row's data_info empty); the truth, which
     // looked only at rows shown `diverged`, called the claim false. The truth now tests the data.
+    // Later, with the confirming look spanning the end of the delay, the status was written while
+    // the promoted MAIN had no rows yet: the truth took that replica, ahead in the MAIN's own
+    // lineage by the lost MAIN's last commit, for a sign that the MAIN had lost its data.
     seed_71_with_failover_divergence_is_judged_by_the_data: RunConfig { failover_everywhere: true, ..sweep_default(71) };
     // A second readiness flap of the same MAIN replaced the first mid-stretch: its NotReady
     // stretch joined the first's into one of 5.1 s, and the operator, counting from the Ready

@@ -41,6 +41,9 @@ pub struct PodTruth {
     /// Its data diverged from the held MAIN's (it holds writes the MAIN does not have): what
     /// registering it there would find, whether or not a `SHOW REPLICAS` row says so.
     pub diverged: bool,
+    /// It diverged by going on past the point the held MAIN was promoted from (writes of an
+    /// old MAIN the new one never received), rather than the MAIN having lost data.
+    pub ahead: bool,
     /// Its readiness flaps (the `main-flap` fault): NotReady stretches shorter than the
     /// detection delay while its Memgraph answers.
     pub flapping: bool,
@@ -171,8 +174,13 @@ impl ClusterTruth {
     pub fn main_lost_data(&self, cluster: &str) -> bool {
         let main_pod = self.main_pod(cluster);
         let Some(main) = self.pods.get(&main_pod).filter(|p| p.role == Some(Role::Main)) else { return false };
+        // A replica ahead in the MAIN's own lineage holds an old MAIN's last writes (a MAIN just
+        // promoted has no rows yet either): that is divergence, judged by the data elsewhere.
         self.rows.is_empty()
-            && self.pods.iter().any(|(name, p)| *name != main_pod && p.role != Some(Role::Main) && p.nodes > main.nodes)
+            && self
+                .pods
+                .iter()
+                .any(|(name, p)| *name != main_pod && p.role != Some(Role::Main) && p.nodes > main.nodes && !p.ahead)
     }
 
     /// The MAIN can take writes with its data: ready, a running MAIN, not frozen, not empty
@@ -305,6 +313,8 @@ impl TruthSource {
             let cut_off = self.cut_off.lock().map(|c| c.contains(&name)).unwrap_or(false);
             let diverged =
                 name != truth.main && server.as_ref().zip(main.as_ref()).is_some_and(|(s, main)| s.diverged_from(main));
+            let ahead = name != truth.main
+                && server.as_ref().zip(main.as_ref()).is_some_and(|(s, main)| s.ahead_in_lineage_of(main));
             truth.pods.insert(
                 name,
                 PodTruth {
@@ -320,6 +330,7 @@ impl TruthSource {
                     nodes: server.as_ref().map_or(0, |s| s.node_count_without(memgraph_operator::memgraph::TEST_LABEL)),
                     ts: server.as_ref().map_or(0, ServerHandle::timestamp),
                     diverged,
+                    ahead,
                     flapping,
                     cut_off,
                 },

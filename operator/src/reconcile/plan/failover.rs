@@ -36,7 +36,8 @@ use crate::names::{Instance, ROLE_MAIN};
 use crate::reconcile::main_probe::ProbeView;
 use crate::reconcile::observed::{MemgraphState, Observed};
 
-/// Least time between the look that found the MAIN down and the one that confirms it.
+/// Least time between the end of the look that found the MAIN down and the end of the one that
+/// confirms it: the replicas' data counts of the two are at least that far apart.
 const CONFIRM_GAP: std::time::Duration = std::time::Duration::from_secs(1);
 /// Condition: a failover is needed and cannot be made safely.
 pub const FAILOVER_BLOCKED: &str = "FailoverBlocked";
@@ -180,9 +181,13 @@ fn choose(p: &Planner<'_>, facts: &Facts, seen: &[SeenReplica], exclude: &[Insta
         })
         .filter(|c| c.safe || p.spec.failover.allow_data_loss)
         .collect();
-    // Safe ones first (each holds every acknowledged write), then the most up to date as last
-    // reported, then the lowest name (deterministic).
-    candidates.sort_by(|a, b| b.safe.cmp(&a.safe).then(b.ts.cmp(&a.ts)).then(a.instance.cmp(&b.instance)));
+    // Safe ones first (each holds every acknowledged write), then the write pod (the MAIN's
+    // home: backups run beside it, and a switch back would move the writes to it a second
+    // time), then the most up to date as last reported, then the lowest name.
+    let write = |c: &Candidate| c.instance == Instance::Write;
+    candidates.sort_by(|a, b| {
+        b.safe.cmp(&a.safe).then(write(b).cmp(&write(a))).then(b.ts.cmp(&a.ts)).then(a.instance.cmp(&b.instance))
+    });
     if let Some(best) = candidates.into_iter().next() {
         return Ok(best);
     }
@@ -258,14 +263,9 @@ pub(super) fn plan_failover(p: &mut Planner<'_>, facts: &Facts) -> FailoverPlan 
         return planned_moves(p, facts, before.as_ref(), status);
     };
     let due = since.checked_add(detection_delay(p)).unwrap_or(since);
-    // The look that first found it down never decides alone (its probe may have waited out the
-    // whole delay): a fresh look, begun once the MAIN had been silent for the whole delay, must
-    // confirm it. Between the two, replicas' data counts can show a MAIN that is alive.
     let noticed = before.as_ref().and_then(|f| f.main_down_noticed_at.as_ref()).map(|t| t.0);
-    let confirm_from = noticed.and_then(|t| t.checked_add(CONFIRM_GAP).ok()).map_or(due, |t| t.max(due));
-    let fresh = p.obs.started.unwrap_or(p.now) >= confirm_from;
-    if !fresh || noticed.is_none() {
-        p.due(confirm_from.max(p.now.checked_add(CONFIRM_GAP).unwrap_or(p.now)));
+    if let Err(next) = confirmed(p, due, noticed) {
+        p.due(next);
         return FailoverPlan { status, blocked: None, record_first: false };
     }
     let seen = before.as_ref().map_or(&[][..], |f| &f.seen[..]);
@@ -292,6 +292,31 @@ pub(super) fn plan_failover(p: &mut Planner<'_>, facts: &Facts) -> FailoverPlan 
                 record_first: false,
             }
         }
+    }
+}
+
+/// Whether this look confirms that a MAIN found down at `noticed` (the end of the first look
+/// that found it so; `None` for this look) and due for a failover at `due` is down; else when
+/// the confirming look should begin.
+///
+/// The look that first found it down never decides alone (its query may have waited out the
+/// whole delay): a second look must find it down too, and between the two the replicas' data
+/// counts can show a MAIN that is alive (see `alive_evidence`). The second look begins after
+/// the first ended, counts at least [`CONFIRM_GAP`] after it, and spans the end of the delay: it
+/// begins at most its timeout on a MAIN found down before `due`, so its own unanswered query
+/// of the MAIN reaches past `due`, and it ends after `due`.
+fn confirmed(p: &Planner<'_>, due: Timestamp, noticed: Option<Timestamp>) -> Result<(), Timestamp> {
+    let after = |t: Timestamp, d: std::time::Duration| t.checked_add(d).unwrap_or(t);
+    let earliest = due.checked_sub(crate::reconcile::observe::SUSPECT_PROBE).unwrap_or(due);
+    let Some(noticed) = noticed else { return Err(earliest.max(p.now)) };
+    let started = p.obs.started.unwrap_or(p.now);
+    let begin = earliest.max(noticed);
+    let end = due.max(after(noticed, CONFIRM_GAP));
+    match (started >= begin, p.now >= end) {
+        (true, true) => Ok(()),
+        // Begun in time but ended too soon (the MAIN refused at once): one begun at the end.
+        (true, false) => Err(end),
+        (false, _) => Err(begin.max(p.now)),
     }
 }
 

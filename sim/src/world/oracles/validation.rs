@@ -274,6 +274,7 @@ mod tests {
             nodes: 1,
             ts,
             diverged: false,
+            ahead: false,
             flapping: false,
         }
     }

@@ -101,9 +101,33 @@ fn the_delay_counts_from_the_health_probes_first_unanswered_probe() {
     obs.probe = ProbeView { failing_since: Some(now()), last_answer: None };
     let first = plan(&spec, &obs, at(3));
     assert!(!kinds(&first).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&first));
-    assert_eq!(first.requeue_after, std::time::Duration::from_secs(2), "the confirming look comes when the delay ends");
+    // The confirming look begins its 1 s query of the MAIN a second before the delay ends.
+    assert_eq!(first.requeue_after, std::time::Duration::from_secs(1), "{:?}", first.requeue_after);
     apply(&spec, &mut obs, &first);
     assert_eq!(failover(&obs).main_down_since.map(|t| t.0), Some(now()));
+    let confirm = plan(&spec, &obs, at(5));
+    assert!(kinds(&confirm).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&confirm));
+}
+
+#[test]
+fn the_confirming_look_spans_the_end_of_the_delay() {
+    let (spec, mut obs) = sync_cluster(2);
+    lose_write_pod(&mut obs);
+    obs.probe = ProbeView { failing_since: Some(now()), last_answer: None };
+    let first = plan(&spec, &obs, at(2));
+    apply(&spec, &mut obs, &first);
+    // Begun a second before the delay ends and over at once (the MAIN refused): not yet.
+    obs.started = Some(at(4));
+    let refused = plan(&spec, &obs, at(4));
+    assert!(!kinds(&refused).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&refused));
+    assert_eq!(refused.requeue_after, std::time::Duration::from_secs(1), "one more look when the delay ends");
+    apply(&spec, &mut obs, &refused);
+    // Begun before the first look ended: it is not a second look.
+    obs.started = Some(at(1));
+    let overlapping = plan(&spec, &obs, at(6));
+    assert!(!kinds(&overlapping).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&overlapping));
+    // Begun a second before the delay ends, its query of the MAIN unanswered past it: confirmed.
+    obs.started = Some(at(4));
     let confirm = plan(&spec, &obs, at(5));
     assert!(kinds(&confirm).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&confirm));
 }
@@ -471,6 +495,28 @@ fn a_silent_main_whose_replicas_still_receive_data_is_not_replaced() {
     // Its data stood still for the detection delay since: the MAIN may have died after all.
     let later = plan(&spec, &obs, at(14));
     assert!(kinds(&later).iter().any(|k| k.starts_with("Promote")), "{:?}", kinds(&later));
+}
+
+#[test]
+fn a_second_failover_prefers_the_write_pod_among_the_replicas_seen_in_sync() {
+    let (spec, mut obs) = write_pod_found_down();
+    settle_at(&spec, &mut obs, at(6));
+    old_main_returns(&mut obs);
+    settle_at(&spec, &mut obs, at(20));
+    assert_eq!(failover(&obs).main, "read-0");
+    // The new MAIN is lost before the switch back; the write pod and read-1 were both seen in
+    // sync on it, read-1 a little further on.
+    if let Some(f) = obs.status.failover.as_mut() {
+        for s in &mut f.seen {
+            s.ts = if s.name == "read-1" { 50 } else { 40 };
+        }
+    }
+    obs.pods.get_mut(&Instance::Read(0)).expect("pod").memgraph = MemgraphState::Unreachable("timed out".into());
+    settle_at(&spec, &mut obs, at(22));
+    settle_at(&spec, &mut obs, at(28));
+    let f = failover(&obs);
+    assert_eq!((f.main.as_str(), f.generation), ("write", 2), "the writes move once, to their home: {f:?}");
+    assert_eq!(labelled(&obs, "main"), ["c-write-0"]);
 }
 
 #[test]
