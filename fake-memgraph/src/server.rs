@@ -272,11 +272,12 @@ impl ServerHandle {
         self.inst.core().storage.history.clone()
     }
 
-    /// Whether this instance's data diverged from `main`'s: Memgraph's own test on registration
-    /// (another epoch, with data, unknown to `main` or past the end `main` recorded for it). What
-    /// a registration would find, also when no `SHOW REPLICAS` row says so (a refused one shows
-    /// an empty `data_info`).
-    pub fn diverged_from(&self, main: &ServerHandle) -> bool {
+    /// How this instance's data stands to `main`'s, by Memgraph's own test on registration: it
+    /// diverged (anything but `Continuous`) on another epoch, with data, unknown to `main`
+    /// (`Foreign`) or past the end `main` recorded for it (`Ahead`: an old MAIN's last writes
+    /// that `main` was promoted without). What a registration would find, also when no
+    /// `SHOW REPLICAS` row says so (a refused one shows an empty `data_info`).
+    pub fn lineage_to(&self, main: &ServerHandle) -> main_side::Lineage {
         let info = {
             let core = self.inst.core();
             crate::replication::rpc::ReplicaInfo {
@@ -285,22 +286,7 @@ impl ServerHandle {
                 history: core.storage.history.clone(),
             }
         };
-        crate::replication::main_side::diverged(&main.inst.core().storage, &info)
-    }
-
-    /// Whether this instance went on past where the MAIN `main` left its lineage: it follows an
-    /// epoch in `main`'s history, with commits after the point `main` was promoted from it
-    /// (writes of an old MAIN that `main` never received). One with a foreign history, or one
-    /// that is merely behind, is not.
-    pub fn ahead_in_lineage_of(&self, main: &ServerHandle) -> bool {
-        let (ts, epoch) = {
-            let core = self.inst.core();
-            (core.storage.ts, core.storage.epoch.clone())
-        };
-        let main = main.inst.core();
-        ts != 0
-            && epoch != main.storage.epoch
-            && main.storage.history.iter().rev().find(|(e, _)| *e == epoch).is_some_and(|(_, last)| ts > *last)
+        main_side::lineage(&main.inst.core().storage, &info)
     }
 
     /// The default database's UUID.

@@ -98,16 +98,35 @@ pub(crate) async fn call(
     rpc(inst, client, &mut conn, req, timeout).await
 }
 
-/// Memgraph's divergence test (`UpdateReplicaState`): only a replica on another epoch with data can
-/// diverge; it has if its epoch is unknown to this MAIN or it went past the recorded end of it.
-pub(crate) fn diverged(main: &Storage, info: &ReplicaInfo) -> bool {
+/// How a replica's history stands to a MAIN's, by Memgraph's divergence test
+/// (`UpdateReplicaState`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lineage {
+    /// On the MAIN's epoch, empty, or behind on an epoch of its history: it can catch up.
+    Continuous,
+    /// On an epoch of the MAIN's history, past its recorded end: it holds commits the MAIN
+    /// was promoted without (an old MAIN's last writes).
+    Ahead,
+    /// On an epoch the MAIN does not know.
+    Foreign,
+}
+
+/// Only a replica on another epoch with data can diverge; it has if its epoch is unknown to
+/// this MAIN or it went past the recorded end of it.
+pub(crate) fn lineage(main: &Storage, info: &ReplicaInfo) -> Lineage {
     if info.epoch == main.epoch || info.ts == 0 {
-        return false;
+        return Lineage::Continuous;
     }
     match main.history.iter().rev().find(|(e, _)| *e == info.epoch) {
-        None => true,
-        Some((_, last)) => info.ts > *last,
+        None => Lineage::Foreign,
+        Some((_, last)) if info.ts > *last => Lineage::Ahead,
+        Some(_) => Lineage::Continuous,
     }
+}
+
+/// Memgraph's divergence test: the replica's history is not continuous with the MAIN's.
+pub(crate) fn diverged(main: &Storage, info: &ReplicaInfo) -> bool {
+    lineage(main, info) != Lineage::Continuous
 }
 
 fn main_ids(inst: &Instance) -> Option<(String, String)> {

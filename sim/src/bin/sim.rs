@@ -242,15 +242,12 @@ fn summary(reports: &[RunReport], wall: Duration, jobs: usize) {
                 let failed_over = needing.iter().filter(|r| r.failed_over).count();
                 // The failovers alone: what a failover costs, apart from the losses that waited
                 // for the MAIN's return (blocked, ASYNC) or came back before the delay.
-                let mut over: Vec<u64> = needing.iter().filter(|r| r.failed_over).filter_map(|r| r.rto_ms).collect();
-                over.sort_unstable();
-                let over = match over.len() {
-                    0 => String::new(),
-                    n => format!(
-                        "; failed over: p50 {:.1} s, max {:.1} s",
-                        over[(n - 1) / 2] as f64 / 1000.0,
-                        over[n - 1] as f64 / 1000.0
-                    ),
+                let over: Vec<u64> = needing.iter().filter(|r| r.failed_over).filter_map(|r| r.rto_ms).collect();
+                let over = if over.is_empty() {
+                    String::new()
+                } else {
+                    let (p50, _, max) = sim::world::oracles::percentiles(&over);
+                    format!("; failed over: p50 {:.1} s, max {:.1} s", p50 as f64 / 1000.0, max as f64 / 1000.0)
                 };
                 println!(
                     "      {class:<24} {} losses, {failed_over} failed over, {} never recovered; RTO {}{over}",

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use fake_memgraph::replication::main_side::Lineage;
 use fake_memgraph::{ReplicaState, Role, ServerHandle};
 use memgraph_operator::names::{ClusterNames, Instance, LABEL_INSTANCE};
 use serde_json::Value;
@@ -311,10 +312,13 @@ impl TruthSource {
             let lost_node = self.lost.lock().map(|l| l.contains_key(&name)).unwrap_or(false);
             let flapping = self.flaps.lock().map(|f| f.contains_key(&name)).unwrap_or(false);
             let cut_off = self.cut_off.lock().map(|c| c.contains(&name)).unwrap_or(false);
-            let diverged =
-                name != truth.main && server.as_ref().zip(main.as_ref()).is_some_and(|(s, main)| s.diverged_from(main));
-            let ahead = name != truth.main
-                && server.as_ref().zip(main.as_ref()).is_some_and(|(s, main)| s.ahead_in_lineage_of(main));
+            let lineage = server
+                .as_ref()
+                .zip(main.as_ref())
+                .filter(|_| name != truth.main)
+                .map_or(Lineage::Continuous, |(s, main)| s.lineage_to(main));
+            let diverged = lineage != Lineage::Continuous;
+            let ahead = lineage == Lineage::Ahead;
             truth.pods.insert(
                 name,
                 PodTruth {

@@ -104,24 +104,24 @@ impl StatusTruth {
         // shows it or a ready REPLICA that the operator can register has diverged.
         let row_diverged = truth.rows.values().any(|r| r.state == Some(fake_memgraph::ReplicaState::Diverged));
         let any_diverged = row_diverged || truth.pods.values().any(|p| p.diverged);
-        let seen_diverged = row_diverged
-            || truth.pods.values().any(|p| p.diverged && p.usable() && p.role == Some(fake_memgraph::Role::Replica));
+        // A diverged ready REPLICA the operator can register, and so find diverged.
+        let seen = |p: &super::super::truth::PodTruth| {
+            p.diverged && p.usable() && p.role == Some(fake_memgraph::Role::Replica)
+        };
+        let seen_diverged = row_diverged || truth.pods.values().any(seen);
         // A diverged replica whose row on the MAIN is `invalid` (it obeys another MAIN's UUID:
         // its registration here failed, or a later MAIN registered it) shows nothing on that
         // row: the operator finds the divergence only by registering it again, which it does
         // once the row has been invalid for its grace (60 s, so a transient `invalid` is not
         // churned); the refusals that follow then tell. That grace is added to the bound.
         let behind_invalid_rows = !row_diverged
-            && truth
-                .pods
-                .iter()
-                .filter(|(_, p)| p.diverged && p.usable() && p.role == Some(fake_memgraph::Role::Replica))
-                .all(|(name, _)| {
-                    let prefix = format!("{name}.");
-                    truth.rows.values().any(|r| {
-                        r.address.starts_with(&prefix) && r.state == Some(fake_memgraph::ReplicaState::Invalid)
-                    })
-                });
+            && truth.pods.iter().filter(|(_, p)| seen(p)).all(|(name, _)| {
+                let prefix = format!("{name}.");
+                truth
+                    .rows
+                    .values()
+                    .any(|r| r.address.starts_with(&prefix) && r.state == Some(fake_memgraph::ReplicaState::Invalid))
+            });
         let divergence_true = condition_is(status, "DataDivergence", "True");
         // Divergence is found by looking at the MAIN: while it is frozen or on a lost node the
         // last finding stands, right or wrong.
